@@ -1,0 +1,307 @@
+"""The MQTT bridge: readings in, stored and published to dashboards; commands out, answers back.
+
+Everything runs on one asyncio loop: paho's socket (bridge.mqtt), the flush loop, the command
+sweeper, and the channels worker that receives commands (bridge.worker). Database work runs
+in channels' database thread.
+"""
+import asyncio
+import logging
+import time
+import uuid
+from collections import Counter, defaultdict
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.db import DatabaseError
+from django.utils import timezone
+
+from bridge import protocol
+from bridge.mqtt import MqttConnection, parse_mqtt_url
+from bridge.protocol import Rejected
+from bridge.rejects import RejectLog
+from devices import commands
+from devices.presence import record_status
+from telemetry import events
+from telemetry.storage import store_samples
+
+logger = logging.getLogger("bridge")
+
+DB_RETRY_SECONDS = 1.0
+SWEEP_SECONDS = 1.0
+
+
+class PendingReadings:
+    """Readings received since the last flush, and the messages to acknowledge once they are stored."""
+
+    def __init__(self):
+        self.samples = defaultdict(list)
+        self.messages = Counter()
+        self.acks = []
+        self.readings = 0
+
+    def add(self, device_id, samples, mid, qos):
+        self.samples[device_id].extend(samples)
+        self.messages[device_id] += 1
+        self.acks.append((mid, qos))
+        self.readings += sum(len(sample.values) for sample in samples)
+
+    def extend(self, newer):
+        for device_id, samples in newer.samples.items():
+            self.samples[device_id].extend(samples)
+        self.messages.update(newer.messages)
+        self.acks.extend(newer.acks)
+        self.readings += newer.readings
+
+    def __bool__(self):
+        return bool(self.acks)
+
+
+class Bridge:
+    def __init__(self, channel_layer, address, *, client_id, shared_group="", max_payload_bytes=65536,
+                 batch_window_ms=10, stats_interval=60):
+        self.channel_layer = channel_layer
+        self.address = address
+        self.client_id = client_id
+        self.shared_group = shared_group
+        self.max_payload_bytes = max_payload_bytes
+        self.batch_window = batch_window_ms / 1000
+        self.stats_interval = stats_interval
+        self.counts = Counter()
+        self.rejects = RejectLog()
+        self.mqtt = None
+        self._pending = PendingReadings()
+        self._has_readings = asyncio.Event()
+        self._flush_lock = asyncio.Lock()
+        self._tasks = []
+        self._background = set()
+        self._layer_failing = False
+
+    @classmethod
+    def from_settings(cls, channel_layer, address=None):
+        return cls(
+            channel_layer,
+            address or parse_mqtt_url(settings.MQTT_URL),
+            client_id=settings.MQTT_CLIENT_ID,
+            shared_group=settings.MQTT_SHARED_GROUP,
+            max_payload_bytes=settings.MAX_PAYLOAD_BYTES,
+            batch_window_ms=settings.BATCH_WINDOW_MS,
+            stats_interval=settings.BRIDGE_STATS_INTERVAL,
+        )
+
+    def subscriptions(self):
+        """Telemetry and command results, shared among bridges when a group is set. Status is
+        never shared: brokers do not send retained messages to shared subscriptions."""
+        telemetry, status, results = protocol.SUBSCRIPTIONS
+        if self.shared_group:
+            telemetry = f"$share/{self.shared_group}/{telemetry}"
+            results = f"$share/{self.shared_group}/{results}"
+        return [(telemetry, 1), (status, 1), (results, 1)]
+
+    async def run(self):
+        """Runs until `stop()`."""
+        self.mqtt = MqttConnection(
+            self.address,
+            self.client_id,
+            clean_session=False,
+            manual_ack=True,
+            subscriptions=self.subscriptions(),
+            on_message=self._receive,
+            on_connected=self._connected,
+        )
+        logger.info(
+            "bridge starting: broker %s as %r (persistent session, QoS 1), channel layer %s, "
+            "subscriptions %s, batch window %d ms",
+            self.address, self.client_id, type(self.channel_layer).__name__,
+            ", ".join(topic for topic, _ in self.subscriptions()), self.batch_window * 1000,
+        )
+        self._tasks = [
+            asyncio.create_task(self._flush_forever()),
+            asyncio.create_task(self._sweep_commands_forever()),
+            asyncio.create_task(self._report_forever()),
+        ]
+        await self.mqtt.run()
+
+    async def stop(self):
+        """Stores and acknowledges what it holds, then leaves the broker."""
+        logger.info("bridge stopping: flushing %d pending readings", self._pending.readings)
+        async with self._flush_lock:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self._flush()
+        if self._background:
+            await asyncio.wait(self._background, timeout=5)
+        if self.mqtt is not None:
+            await self.mqtt.disconnect()
+        self._log_stats()
+        logger.info("bridge stopped")
+
+    # Messages from devices, on the loop thread.
+
+    def _connected(self, session_present):
+        logger.info("connected to %s (session present: %s)", self.address, session_present)
+
+    def _receive(self, message):
+        self.counts["received"] += 1
+        try:
+            device_id, kind = protocol.parse_topic(message.topic)
+        except Rejected as rejection:
+            self._drop("-", rejection, message)
+            return
+        if kind == protocol.TELEMETRY:
+            try:
+                samples = protocol.parse_telemetry(message.payload, int(time.time() * 1000), self.max_payload_bytes)
+            except Rejected as rejection:
+                self._drop(device_id, rejection, message)
+                return
+            self._pending.add(device_id, samples, message.mid, message.qos)
+            self._has_readings.set()
+        elif kind == protocol.STATUS:
+            self._in_background(self._handle_status(device_id, message))
+        else:
+            self._in_background(self._handle_result(device_id, message))
+
+    def _drop(self, device_id, rejection, message):
+        self.rejects.reject(device_id, rejection.reason, rejection.detail)
+        self.mqtt.ack(message.mid, message.qos)
+
+    def _in_background(self, coroutine):
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # Readings.
+
+    async def _flush_forever(self):
+        """Stores at once when idle; when busy, at most one flush per batch window."""
+        while True:
+            await self._has_readings.wait()
+            started = time.monotonic()
+            async with self._flush_lock:
+                await self._flush()
+            await asyncio.sleep(max(0.0, self.batch_window - (time.monotonic() - started)))
+
+    async def _flush(self):
+        self._has_readings.clear()
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, PendingReadings()
+        try:
+            seqs = await database_sync_to_async(store_samples)(batch.samples, timezone.now())
+        except DatabaseError as exc:
+            logger.error("could not store %d readings, will retry unacknowledged: %s", batch.readings, exc)
+            batch.extend(self._pending)
+            self._pending = batch
+            self._has_readings.set()
+            await asyncio.sleep(DB_RETRY_SECONDS)
+            return
+        for mid, qos in batch.acks:
+            self.mqtt.ack(mid, qos)
+        for device_id, count in batch.messages.items():
+            if device_id not in seqs:
+                self.rejects.reject(device_id, "unknown_device", "no device with this id is registered", count)
+        self.counts["stored"] += sum(
+            len(sample.values) for device_id in seqs for sample in batch.samples[device_id]
+        )
+        for device_id, seq in seqs.items():
+            await self._publish(device_id, events.readings_event(device_id, seq, batch.samples[device_id]))
+
+    async def _publish(self, device_id, event):
+        """Sends an event to a device's dashboards; a channel layer outage loses live frames only."""
+        try:
+            await self.channel_layer.group_send(events.device_group(device_id), event)
+        except Exception as exc:
+            self.counts["live_failed"] += 1
+            if not self._layer_failing:
+                logger.error("channel layer unavailable, live frames are being lost: %r", exc)
+                self._layer_failing = True
+            return
+        if self._layer_failing:
+            logger.info("channel layer is back")
+            self._layer_failing = False
+        self.counts["published"] += 1
+
+    # Status and commands.
+
+    async def _handle_status(self, device_id, message):
+        try:
+            online = protocol.parse_status(message.payload)
+        except Rejected as rejection:
+            self._drop(device_id, rejection, message)
+            return
+        now = timezone.now()
+        known = await self._with_db_retry(record_status, device_id, online, now)
+        self.mqtt.ack(message.mid, message.qos)
+        if not known:
+            self.rejects.reject(device_id, "unknown_device", "no device with this id is registered")
+            return
+        await self._publish(device_id, events.status_event(device_id, online, events.to_ms(now)))
+        if online:
+            for command_id in await self._with_db_retry(commands.sendable_ids, now, device_id):
+                await self.dispatch_command(command_id)
+
+    async def _handle_result(self, device_id, message):
+        try:
+            answer = protocol.parse_command_result(message.payload, self.max_payload_bytes)
+        except Rejected as rejection:
+            self._drop(device_id, rejection, message)
+            return
+        command = await self._with_db_retry(commands.record_result, device_id, answer)
+        self.mqtt.ack(message.mid, message.qos)
+        if command is None:
+            self.rejects.reject(device_id, "unknown_command", f"no command {answer.command_id} awaits an answer")
+            return
+        await self._publish(device_id, events.command_event(command))
+
+    async def dispatch_command(self, command_id):
+        """Sends a pending command if its device is online; otherwise it waits for the device."""
+        try:
+            command_id = uuid.UUID(str(command_id))
+        except ValueError:
+            logger.warning("ignored a dispatch request for %r: not a command id", command_id)
+            return
+        command = await self._with_db_retry(commands.claim_for_sending, command_id, timezone.now())
+        if command is None:
+            return
+        payload = protocol.command_payload(command.id, command.name, command.params)
+        if not self.mqtt.publish(protocol.commands_topic(command.device_id), payload, qos=1):
+            await self._with_db_retry(commands.release, command.id)
+            return
+        logger.info("sent command %s %r to %s", command.id, command.name, command.device_id)
+        await self._publish(command.device_id, events.command_event(command))
+
+    async def _sweep_commands_forever(self):
+        """Expires commands whose ttl ran out and sends any that wait for an online device
+        (their dispatch request may have been lost: the channel layer is at-most-once)."""
+        while True:
+            await asyncio.sleep(SWEEP_SECONDS)
+            now = timezone.now()
+            for command in await self._with_db_retry(commands.expire_due, now):
+                logger.info("command %s %r to %s expired", command.id, command.name, command.device_id)
+                await self._publish(command.device_id, events.command_event(command))
+            if self.mqtt.connected.is_set():
+                for command_id in await self._with_db_retry(commands.sendable_ids, now):
+                    await self.dispatch_command(command_id)
+
+    async def _with_db_retry(self, function, *args):
+        while True:
+            try:
+                return await database_sync_to_async(function)(*args)
+            except DatabaseError as exc:
+                logger.error("database error in %s, retrying: %s", function.__name__, exc)
+                await asyncio.sleep(DB_RETRY_SECONDS)
+
+    # Reporting.
+
+    async def _report_forever(self):
+        while True:
+            await asyncio.sleep(self.stats_interval)
+            self._log_stats()
+
+    def _log_stats(self):
+        rejected = ", ".join(f"{reason}={count}" for reason, count in sorted(self.rejects.counts.items()))
+        logger.info(
+            "stats: received=%d stored_readings=%d published=%d live_failed=%d rejected={%s}",
+            self.counts["received"], self.counts["stored"], self.counts["published"],
+            self.counts["live_failed"], rejected,
+        )

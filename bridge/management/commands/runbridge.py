@@ -1,0 +1,38 @@
+import logging
+
+from channels import DEFAULT_CHANNEL_LAYER
+from channels.layers import get_channel_layer
+from channels.routing import get_default_application
+from django.core.management import BaseCommand, CommandError
+
+from bridge.bridge import Bridge
+from bridge.worker import BridgeWorker
+from telemetry.events import BRIDGE_COMMANDS_CHANNEL
+
+logger = logging.getLogger("bridge")
+
+
+class Command(BaseCommand):
+    help = "Runs the MQTT bridge: a channels worker that owns the MQTT connection (HUB_MQTT_URL)."
+    leave_locale_alone = True
+    worker_class = BridgeWorker
+
+    def add_arguments(self, parser):
+        parser.add_argument("--layer", default=DEFAULT_CHANNEL_LAYER, help="Channel layer alias to use.")
+
+    def handle(self, *args, **options):
+        channel_layer = get_channel_layer(options["layer"])
+        if channel_layer is None:
+            raise CommandError("No channel layer is configured.")
+        try:
+            bridge = Bridge.from_settings(channel_layer)
+        except ValueError as exc:
+            raise CommandError(f"HUB_MQTT_URL: {exc}")
+        logger.info("listening for commands on channel %s", BRIDGE_COMMANDS_CHANNEL)
+        worker = self.worker_class(
+            bridge=bridge,
+            application=get_default_application(),
+            channels=[BRIDGE_COMMANDS_CHANNEL],
+            channel_layer=channel_layer,
+        )
+        worker.run()

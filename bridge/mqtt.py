@@ -1,0 +1,191 @@
+"""An MQTT connection served by the asyncio event loop.
+
+paho-mqtt's socket is watched by the loop (add_reader/add_writer), so messages arrive on the
+loop thread with no hand-over between threads, and every callback may touch asyncio state.
+The connection reconnects by itself with jittered exponential backoff and resubscribes.
+"""
+import asyncio
+import logging
+import random
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_URL = "mqtt://127.0.0.1:1883"
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+    tls: bool
+
+    def __str__(self):
+        user = f"{self.username}@" if self.username else ""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
+
+
+def parse_mqtt_url(url):
+    """mqtt://user:password@host:port, or mqtts:// for TLS; the password is never logged."""
+    parts = urlsplit(url or DEFAULT_URL)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise ValueError(f"not an MQTT URL (mqtt://user:password@host:port): {url!r}")
+    tls = parts.scheme == "mqtts"
+    return BrokerAddress(
+        host=parts.hostname,
+        port=parts.port or (8883 if tls else 1883),
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        tls=tls,
+    )
+
+
+def backoff_delay(attempt, base=0.5, cap=30.0):
+    """Full-jitter exponential backoff, so a fleet does not reconnect in step."""
+    return random.uniform(base / 2, min(cap, base * 2**attempt))
+
+
+class MqttConnection:
+    """One MQTT 3.1.1 client kept connected until `disconnect()`.
+
+    `on_message(message)` and `on_connected(session_present)` run on the event loop thread.
+    """
+
+    keepalive = 30
+
+    def __init__(
+        self,
+        address,
+        client_id,
+        *,
+        clean_session=True,
+        manual_ack=False,
+        subscriptions=(),
+        on_message=None,
+        on_connected=None,
+        will=None,
+    ):
+        self.address = address
+        self.client_id = client_id
+        self.subscriptions = list(subscriptions)
+        self.on_message = on_message
+        self.on_connected = on_connected
+        self.connected = asyncio.Event()
+        self._lost = asyncio.Event()
+        self._stopping = False
+        self._was_connected = False
+        self._loop = asyncio.get_running_loop()
+
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=clean_session,
+            protocol=mqtt.MQTTv311,
+            manual_ack=manual_ack,
+        )
+        client.suppress_exceptions = True
+        client.connect_timeout = 5.0
+        if address.username:
+            client.username_pw_set(address.username, address.password)
+        if address.tls:
+            client.tls_set()
+        if will is not None:
+            topic, payload = will
+            client.will_set(topic, payload, qos=1, retain=True)
+        client.on_socket_open = self._watch_socket
+        client.on_socket_close = self._unwatch_socket
+        client.on_socket_register_write = self._watch_writes
+        client.on_socket_unregister_write = self._unwatch_writes
+        client.on_connect = self._handle_connect
+        client.on_disconnect = self._handle_disconnect
+        client.on_message = self._handle_message
+        self.client = client
+
+    async def run(self):
+        """Connects, and reconnects after every loss, until `disconnect()`."""
+        attempt = 0
+        while not self._stopping:
+            self._lost.clear()
+            try:
+                self.client.connect(self.address.host, self.address.port, keepalive=self.keepalive)
+            except OSError as exc:
+                delay = backoff_delay(attempt)
+                attempt += 1
+                logger.warning("%s cannot reach %s (%s); retrying in %.1f s", self.client_id, self.address, exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            housekeeping = asyncio.create_task(self._housekeeping())
+            await self._lost.wait()
+            housekeeping.cancel()
+            if self._stopping:
+                break
+            attempt = 0 if self._was_connected else attempt + 1
+            delay = backoff_delay(attempt)
+            logger.warning("%s lost %s; reconnecting in %.1f s", self.client_id, self.address, delay)
+            await asyncio.sleep(delay)
+
+    async def disconnect(self, timeout=5.0):
+        """Sends what is queued, says goodbye (no last will), and stops reconnecting."""
+        self._stopping = True
+        if self.connected.is_set():
+            self.client.disconnect()
+            try:
+                await asyncio.wait_for(self._lost.wait(), timeout)
+            except TimeoutError:
+                logger.warning("%s: the broker did not close the connection in %s s", self.client_id, timeout)
+        self._lost.set()
+
+    def publish(self, topic, payload, qos=0, retain=False):
+        """Queues a message; False if there is no connection to send it on."""
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        return info.rc == mqtt.MQTT_ERR_SUCCESS
+
+    def ack(self, mid, qos):
+        self.client.ack(mid, qos)
+
+    async def _housekeeping(self):
+        """Keepalive pings and timeouts: paho's loop_misc, once a second."""
+        while True:
+            await asyncio.sleep(1)
+            self.client.loop_misc()
+
+    def _watch_socket(self, client, userdata, sock):
+        self._was_connected = False
+        self._loop.add_reader(sock, client.loop_read)
+
+    def _unwatch_socket(self, client, userdata, sock):
+        self._loop.remove_reader(sock)
+        self._loop.remove_writer(sock)
+
+    def _watch_writes(self, client, userdata, sock):
+        self._loop.add_writer(sock, client.loop_write)
+
+    def _unwatch_writes(self, client, userdata, sock):
+        self._loop.remove_writer(sock)
+
+    def _handle_connect(self, client, userdata, flags, reason_code, properties):
+        if reason_code.is_failure:
+            logger.error("%s: %s refused the connection: %s", self.client_id, self.address, reason_code)
+            return
+        self._was_connected = True
+        if self.subscriptions:
+            client.subscribe([(topic, qos) for topic, qos in self.subscriptions])
+        self.connected.set()
+        if self.on_connected is not None:
+            self.on_connected(flags.session_present)
+
+    def _handle_disconnect(self, client, userdata, flags, reason_code, properties):
+        self.connected.clear()
+        self._lost.set()
+
+    def _handle_message(self, client, userdata, message):
+        try:
+            self.on_message(message)
+        except Exception:
+            logger.exception("%s: failed to handle a message on %s", self.client_id, message.topic)

@@ -1,0 +1,163 @@
+"""The device contract over MQTT, as docs/protocol.md states it: topics, and the payloads a
+device may send, parsed and checked. Every rejection names its reason, which the bridge counts."""
+import math
+import re
+import uuid
+from dataclasses import dataclass
+
+import orjson
+
+from devices.models import DEVICE_ID_RE
+
+TELEMETRY = "telemetry"
+STATUS = "status"
+COMMAND_RESULT = "commands/result"
+
+SUBSCRIPTIONS = (f"devices/+/{TELEMETRY}", f"devices/+/{STATUS}", f"devices/+/{COMMAND_RESULT}")
+
+MAX_ENTRIES = 1000
+MAX_STRING = 256
+MAX_ERROR_TEXT = 1000
+MIN_TS = 946684800000  # 2000-01-01T00:00:00Z
+MAX_FUTURE_MS = 5 * 60 * 1000
+
+_TOPIC_RE = re.compile(rf"devices/({DEVICE_ID_RE})/({TELEMETRY}|{STATUS}|{re.escape(COMMAND_RESULT)})\Z")
+_KEY_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
+
+
+class Rejected(Exception):
+    """A message the hub drops: `reason` is a short counter name, `detail` says what was wrong."""
+
+    def __init__(self, reason, detail):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(slots=True, frozen=True)
+class Sample:
+    """Values a device measured at one instant (epoch milliseconds)."""
+
+    ts: int
+    values: dict
+
+
+@dataclass(slots=True, frozen=True)
+class CommandResult:
+    command_id: uuid.UUID
+    ok: bool
+    result: object = None
+    error: str = ""
+
+
+def device_topic(device_id, kind):
+    """The topic a device publishes `kind` (TELEMETRY, STATUS, COMMAND_RESULT) on."""
+    return f"devices/{device_id}/{kind}"
+
+
+def commands_topic(device_id):
+    return f"devices/{device_id}/commands"
+
+
+def command_payload(command_id, name, params):
+    return orjson.dumps({"id": str(command_id), "name": name, "params": params})
+
+
+def parse_topic(topic):
+    """(device id, kind) of a topic the bridge subscribes to."""
+    match = _TOPIC_RE.match(topic)
+    if match is None:
+        raise Rejected("bad_topic", f"not a device topic: {topic[:200]!r}")
+    return match.group(1), match.group(2)
+
+
+def _load_json(payload, max_bytes):
+    if len(payload) > max_bytes:
+        raise Rejected("too_large", f"{len(payload)} bytes, the limit is {max_bytes}")
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise Rejected("not_json", str(exc)[:200])
+
+
+def parse_telemetry(payload, now_ms, max_bytes):
+    """The samples in a telemetry payload: an object of values, {"ts", "values"}, or a list of those."""
+    document = _load_json(payload, max_bytes)
+    if isinstance(document, list):
+        if not document:
+            raise Rejected("bad_shape", "an empty list")
+        if len(document) > MAX_ENTRIES:
+            raise Rejected("too_many", f"{len(document)} entries, the limit is {MAX_ENTRIES}")
+        return [_parse_entry(entry, now_ms) for entry in document]
+    return [_parse_entry(document, now_ms)]
+
+
+def _parse_entry(entry, now_ms):
+    if not isinstance(entry, dict):
+        raise Rejected("bad_shape", f"expected an object, got {type(entry).__name__}")
+    if "values" in entry:
+        extra = entry.keys() - {"ts", "values"}
+        if extra:
+            raise Rejected("bad_shape", f"unexpected fields beside ts and values: {sorted(extra)[:5]}")
+        ts = _parse_ts(entry["ts"], now_ms) if "ts" in entry else now_ms
+        values = entry["values"]
+        if not isinstance(values, dict):
+            raise Rejected("bad_shape", "values must be an object")
+    else:
+        if "ts" in entry:
+            raise Rejected("bad_shape", 'a timestamp needs the form {"ts": ..., "values": {...}}')
+        ts, values = now_ms, entry
+    if not values:
+        raise Rejected("bad_shape", "no values")
+    for key, value in values.items():
+        _check_value(key, value)
+    return Sample(ts, values)
+
+
+def _parse_ts(ts, now_ms):
+    if isinstance(ts, bool) or not isinstance(ts, (int, float)):
+        raise Rejected("bad_ts", "ts must be epoch milliseconds")
+    if not MIN_TS <= ts <= now_ms + MAX_FUTURE_MS:
+        raise Rejected("bad_ts", f"ts {ts} is before 2000 or more than 5 minutes ahead")
+    return int(ts)
+
+
+def _check_value(key, value):
+    if not _KEY_RE.match(key):
+        raise Rejected("bad_key", f"key {key[:80]!r} is not 1-64 of A-Z a-z 0-9 _ . -")
+    if isinstance(value, (bool, str)):
+        if isinstance(value, str) and len(value) > MAX_STRING:
+            raise Rejected("bad_value", f"{key}: string longer than {MAX_STRING} characters")
+        return
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        return
+    raise Rejected("bad_value", f"{key}: expected a finite number, a boolean or a string")
+
+
+def parse_status(payload):
+    """True for "online", False for "offline"."""
+    text = payload.strip()
+    if text == b"online":
+        return True
+    if text == b"offline":
+        return False
+    raise Rejected("bad_status", 'status must be "online" or "offline"')
+
+
+def parse_command_result(payload, max_bytes):
+    document = _load_json(payload, max_bytes)
+    if not isinstance(document, dict):
+        raise Rejected("bad_shape", "a command result is an object")
+    try:
+        command_id = uuid.UUID(str(document.get("id")))
+    except ValueError:
+        raise Rejected("bad_shape", "id must be the command's uuid")
+    ok = document.get("ok")
+    if not isinstance(ok, bool):
+        raise Rejected("bad_shape", "ok must be true or false")
+    if ok:
+        return CommandResult(command_id, True, result=document.get("result"))
+    error = document.get("error", "")
+    if not isinstance(error, str):
+        raise Rejected("bad_shape", "error must be a string")
+    return CommandResult(command_id, False, error=error[:MAX_ERROR_TEXT])

@@ -1,0 +1,69 @@
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.core.validators import RegexValidator
+from django.db import models
+from django.utils import timezone
+
+# A device id is also its MQTT topic segment and its username on the broker.
+DEVICE_ID_RE = r"[A-Za-z0-9_-]{1,64}"
+
+
+class Device(models.Model):
+    id = models.CharField(
+        primary_key=True,
+        max_length=64,
+        validators=[RegexValidator(rf"^{DEVICE_ID_RE}\Z", "Letters, digits, _ and - only.")],
+    )
+    name = models.CharField(max_length=200, blank=True)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="devices")
+    groups = models.ManyToManyField(
+        Group, blank=True, related_name="devices", help_text="Members of these groups may watch the device."
+    )
+    online = models.BooleanField(default=False)
+    last_seen = models.DateTimeField(null=True, blank=True)
+    seq = models.BigIntegerField(default=0, help_text="Readings frames published for this device so far.")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self):
+        return self.name or self.id
+
+
+class Command(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SENT = "sent"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        EXPIRED = "expired"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="commands")
+    name = models.CharField(max_length=64)
+    params = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    ttl = models.PositiveIntegerField(help_text="Seconds the command may wait for its device to come online.")
+    created = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+        indexes = [models.Index(fields=["status", "expires_at"]), models.Index(fields=["device", "status"])]
+
+    def save(self, *args, **kwargs):
+        if self.expires_at is None:
+            self.expires_at = self.created + timedelta(seconds=self.ttl)
+        super().save(*args, **kwargs)
+
+    def __str__(self):
+        return f"{self.name} to {self.device_id} ({self.status})"

@@ -1,0 +1,155 @@
+"""Telehub settings. Every knob is a HUB_* environment variable, read here and only here.
+
+The README's settings table documents each one.
+"""
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from hub.env import env_bool, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(env_str("HUB_DATA_DIR", str(BASE_DIR / "var")))
+
+
+def _secret_key():
+    """HUB_SECRET_KEY, or a random key kept in DATA_DIR so a fresh clone runs without setup."""
+    key = env_str("HUB_SECRET_KEY")
+    if key:
+        return key
+    path = DATA_DIR / "secret_key"
+    if not path.exists():
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env_bool("HUB_DEBUG", False)
+ALLOWED_HOSTS = env_list("HUB_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "devices",
+    "telemetry",
+    "bridge",
+    "hub",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "hub.urls"
+ASGI_APPLICATION = "hub.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "hub" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+
+def _database():
+    url = env_str("HUB_DATABASE_URL", f"sqlite:///{DATA_DIR / 'telehub.sqlite3'}")
+    try:
+        config = dj_database_url.parse(url, conn_max_age=600, conn_health_checks=True)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"HUB_DATABASE_URL is not a database URL: {exc}")
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        # The bridge writes while daphne reads: WAL lets readers run beside the writer,
+        # IMMEDIATE takes the write lock up front so a busy database waits instead of failing.
+        Path(config["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+        config["CONN_MAX_AGE"] = 0
+        config["OPTIONS"] = {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+        }
+    return config
+
+
+DATABASES = {"default": _database()}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+
+def _channel_layers():
+    redis_url = env_str("HUB_REDIS_URL")
+    if not redis_url:
+        # One process only: what `manage.py runhub` uses when no Redis is given.
+        return {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    flavour = env_str("HUB_CHANNEL_LAYER", "pubsub")
+    backends = {
+        "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "core": "channels_redis.core.RedisChannelLayer",
+    }
+    if flavour not in backends:
+        raise ImproperlyConfigured(f"HUB_CHANNEL_LAYER must be pubsub or core, not {flavour!r}")
+    return {"default": {"BACKEND": backends[flavour], "CONFIG": {"hosts": [redis_url]}}}
+
+
+CHANNEL_LAYERS = _channel_layers()
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+
+LOG_LEVEL = env_str("HUB_LOG_LEVEL", "INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {name: {"level": "WARNING"} for name in ("daphne", "amqtt", "transitions")},
+}
+
+# MQTT and the bridge. An empty HUB_MQTT_URL means "not configured": runbridge then uses the
+# local broker, runhub starts its embedded one.
+MQTT_URL = env_str("HUB_MQTT_URL")
+MQTT_CLIENT_ID = env_str("HUB_MQTT_CLIENT_ID", "telehub-bridge")
+MQTT_SHARED_GROUP = env_str("HUB_MQTT_SHARED_GROUP")
+MAX_PAYLOAD_BYTES = env_int("HUB_MAX_PAYLOAD_BYTES", 65536, minimum=1)
+BATCH_WINDOW_MS = env_int("HUB_BATCH_WINDOW_MS", 10, minimum=0)
+BRIDGE_STATS_INTERVAL = env_int("HUB_BRIDGE_STATS_INTERVAL", 60, minimum=1)
+
+# Dashboards and commands.
+WS_MAX_PENDING_FRAMES = env_int("HUB_WS_MAX_PENDING_FRAMES", 500, minimum=1)
+COMMAND_DEFAULT_TTL = env_int("HUB_COMMAND_DEFAULT_TTL", 60, minimum=1)
+COMMAND_MAX_TTL = env_int("HUB_COMMAND_MAX_TTL", 86400, minimum=1)

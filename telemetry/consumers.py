@@ -1,0 +1,166 @@
+"""Websockets for dashboards: live readings, status and commands (docs/protocol.md)."""
+import asyncio
+
+import orjson
+from channels.db import database_sync_to_async
+from channels.exceptions import ChannelFull
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from devices import access
+from devices.commands import create_command
+from telemetry import events
+from telemetry.frames import ALL_DEVICES, FrameError, SendCommand, Subscribe, Unsubscribe, parse_client_frame
+from telemetry.outbox import Outbox
+from telemetry.snapshots import device_snapshots
+
+UNAUTHENTICATED = 4401
+FORBIDDEN = 4403
+
+
+class DashboardConsumer(AsyncWebsocketConsumer):
+    """What both dashboard sockets share: sign-in, watching devices, the outbox, commands.
+
+    Live frames pass through a bounded outbox and go out at most once per `send_interval`
+    seconds in bursts: at once when the socket is idle, coalesced when it is busy.
+    """
+
+    send_interval = 0.05
+    watched = None
+    sender = None
+
+    async def connect(self):
+        await self.accept()
+        self.user = self.scope.get("user")
+        if self.user is None or not self.user.is_authenticated:
+            await self.close(code=UNAUTHENTICATED)
+            return
+        self.watched = {}  # device id -> seq of the last readings frame forwarded
+        self.outbox = Outbox(settings.WS_MAX_PENDING_FRAMES)
+        self.sender = asyncio.create_task(self._send_forever())
+        await self.opened()
+
+    async def opened(self):
+        """Called once the socket belongs to a signed-in user."""
+
+    async def disconnect(self, code):
+        if self.sender is not None:
+            self.sender.cancel()
+        for device_id in self.watched or ():
+            await self.channel_layer.group_discard(events.device_group(device_id), self.channel_name)
+
+    async def receive(self, text_data=None, bytes_data=None):
+        if self.watched is None:
+            return
+        try:
+            action = parse_client_frame(text_data if text_data is not None else bytes_data, self.command_device)
+            await self.perform(action)
+        except FrameError as error:
+            await self.send(text_data=events.error_frame(error.code, error.detail, **error.extra))
+
+    command_device = None
+
+    async def perform(self, action):
+        if isinstance(action, SendCommand):
+            await self.give_command(action)
+        else:
+            raise FrameError("unknown_action", "this socket takes command frames only")
+
+    # Watching devices.
+
+    async def watch(self, device_ids):
+        """Joins the devices' groups, then sends their snapshots; frames older than a snapshot are skipped."""
+        new = [device_id for device_id in device_ids if device_id not in self.watched]
+        for device_id in new:
+            await self.channel_layer.group_add(events.device_group(device_id), self.channel_name)
+            self.watched[device_id] = -1
+        for snapshot in await database_sync_to_async(device_snapshots)(new):
+            self.watched[snapshot["device"]] = snapshot["seq"]
+            await self.send(text_data=orjson.dumps(snapshot).decode())
+
+    async def unwatch(self, device_ids):
+        for device_id in device_ids:
+            if self.watched.pop(device_id, None) is not None:
+                await self.channel_layer.group_discard(events.device_group(device_id), self.channel_name)
+
+    async def device_readings(self, event):
+        device_id = event["device"]
+        last_seq = self.watched.get(device_id)
+        if last_seq is None or event["seq"] <= last_seq:
+            return
+        self.watched[device_id] = event["seq"]
+        self.outbox.put(device_id, event["frame"])
+
+    async def device_status(self, event):
+        if event["device"] in self.watched:
+            self.outbox.put(event["device"], event["frame"])
+
+    device_command = device_status
+
+    async def _send_forever(self):
+        while True:
+            await self.outbox.ready.wait()
+            texts, dropped = self.outbox.take()
+            if dropped:
+                await self.send(text_data=orjson.dumps({"type": "dropped", "devices": dropped}).decode())
+            for text in texts:
+                await self.send(text_data=text)
+            await asyncio.sleep(self.send_interval)
+
+    # Commands.
+
+    async def give_command(self, action):
+        allowed = await database_sync_to_async(access.can_command)(self.user, action.device)
+        if not allowed:
+            raise FrameError("forbidden", f"you may not command {action.device}", device=action.device)
+        command = await database_sync_to_async(create_command)(
+            action.device, self.user, action.name, action.params, action.ttl
+        )
+        event = events.command_event(command)
+        await self.channel_layer.group_send(events.device_group(action.device), event)
+        if action.device not in self.watched:
+            await self.send(text_data=event["frame"])
+        try:
+            await self.channel_layer.send(events.BRIDGE_COMMANDS_CHANNEL, events.command_dispatch_message(command.id))
+        except ChannelFull:
+            pass  # The bridge's sweep sends pending commands within a second.
+
+
+class DeviceConsumer(DashboardConsumer):
+    """ws/devices/<id>/: one device, its snapshot on connect, then its live frames."""
+
+    async def opened(self):
+        self.command_device = self.scope["url_route"]["kwargs"]["device_id"]
+        visible = await database_sync_to_async(access.watchable_ids)(self.user, [self.command_device])
+        if not visible:
+            detail = f"you may not watch {self.command_device}"
+            await self.send(text_data=events.error_frame("forbidden", detail, device=self.command_device))
+            await self.close(code=FORBIDDEN)
+            return
+        await self.watch([self.command_device])
+
+
+class FleetConsumer(DashboardConsumer):
+    """ws/fleet/: one socket, the devices the client subscribes to."""
+
+    async def perform(self, action):
+        if isinstance(action, Subscribe):
+            await self.subscribe(action.devices)
+        elif isinstance(action, Unsubscribe):
+            await self.unwatch(self.watched.keys() if action.devices == ALL_DEVICES else action.devices)
+        else:
+            await self.give_command(action)
+
+    async def subscribe(self, device_ids):
+        if device_ids == ALL_DEVICES:
+            visible = await database_sync_to_async(self._all_visible)()
+            await self.watch(sorted(visible))
+            return
+        visible = await database_sync_to_async(access.watchable_ids)(self.user, device_ids)
+        await self.watch(sorted(visible))
+        denied = sorted(device_ids - visible)
+        if denied:
+            raise FrameError("forbidden", "you may not watch these devices", devices=denied)
+
+    def _all_visible(self):
+        return set(access.visible_devices(self.user).values_list("pk", flat=True))

@@ -1,0 +1,68 @@
+"""Readings are stored one row per (device, key, timestamp): narrow rows that bulk-insert fast
+and that the unique index (device, key, ts) serves for "device D, key K, between T1 and T2".
+docs/storage.md explains the choice."""
+from django.db import models
+
+from devices.models import Device
+
+
+class ValueKind(models.TextChoices):
+    NUMBER = "n"
+    BOOLEAN = "b"
+    STRING = "s"
+
+
+def value_columns(value):
+    """The (kind, num, text) columns that store a reading value."""
+    if isinstance(value, bool):
+        return ValueKind.BOOLEAN, float(value), None
+    if isinstance(value, str):
+        return ValueKind.STRING, None, value
+    return ValueKind.NUMBER, float(value), None
+
+
+def column_value(kind, num, text):
+    """The reading value stored in (kind, num, text)."""
+    if kind == ValueKind.BOOLEAN:
+        return bool(num)
+    if kind == ValueKind.STRING:
+        return text
+    return num
+
+
+class Reading(models.Model):
+    # No index of its own on device: the unique index below starts with it.
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="readings", db_index=False)
+    key = models.CharField(max_length=64)
+    ts = models.BigIntegerField(help_text="Epoch milliseconds.")
+    kind = models.CharField(max_length=1, choices=ValueKind.choices)
+    num = models.FloatField(null=True, blank=True)
+    text = models.CharField(max_length=256, null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["device", "key", "ts"], name="reading_device_key_ts")]
+
+    @property
+    def value(self):
+        return column_value(self.kind, self.num, self.text)
+
+    def __str__(self):
+        return f"{self.device_id} {self.key}={self.value!r} @{self.ts}"
+
+
+class LatestValue(models.Model):
+    """The newest value of each key of each device, kept by the bridge as readings arrive."""
+
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="latest_values", db_index=False)
+    key = models.CharField(max_length=64)
+    ts = models.BigIntegerField(help_text="Epoch milliseconds.")
+    kind = models.CharField(max_length=1, choices=ValueKind.choices)
+    num = models.FloatField(null=True, blank=True)
+    text = models.CharField(max_length=256, null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["device", "key"], name="latest_device_key")]
+
+    @property
+    def value(self):
+        return column_value(self.kind, self.num, self.text)

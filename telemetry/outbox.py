@@ -1,0 +1,35 @@
+import asyncio
+from collections import Counter, deque
+
+
+class Outbox:
+    """Frames waiting to go out on one websocket, never more than `limit`.
+
+    When a dashboard falls behind, the oldest frames give way and are counted per device,
+    so the client can be told what it missed instead of the server's memory growing.
+    """
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.ready = asyncio.Event()
+        self._frames = deque()
+        self._dropped = Counter()
+
+    def put(self, device_id, text):
+        if len(self._frames) >= self.limit:
+            dropped_device, _ = self._frames.popleft()
+            self._dropped[dropped_device] += 1
+        self._frames.append((device_id, text))
+        self.ready.set()
+
+    def take(self):
+        """The waiting frames' texts, and {device id: frames dropped} since the last take."""
+        texts = [text for _, text in self._frames]
+        dropped = dict(self._dropped)
+        self._frames.clear()
+        self._dropped.clear()
+        self.ready.clear()
+        return texts, dropped
+
+    def __len__(self):
+        return len(self._frames)
