@@ -1,0 +1,71 @@
+import pytest
+from django.contrib.auth import get_user_model
+
+from devices.models import Device
+
+PASSWORD = "s3cret-pass!"
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(tmp_path_factory):
+    """The test database is a file, so the hub's own processes (bridge, daphne) can share it."""
+    from django.conf import settings
+
+    path = tmp_path_factory.mktemp("db") / "telehub-test.sqlite3"
+    settings.DATABASES["default"]["TEST"]["NAME"] = str(path)
+
+
+@pytest.fixture
+def make_user(transactional_db):
+    def make(username, password=PASSWORD, **fields):
+        return get_user_model().objects.create_user(username=username, password=password, **fields)
+
+    return make
+
+
+@pytest.fixture
+def make_device(transactional_db):
+    def make(device_id, owner, **fields):
+        return Device.objects.create(id=device_id, owner=owner, name=fields.pop("name", device_id), **fields)
+
+    return make
+
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    from tests.servers import RedisServer
+
+    server = RedisServer(tmpdir=tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def mosquitto_server(tmp_path_factory):
+    from tests.servers import MosquittoServer
+
+    server = MosquittoServer(tmpdir=tmp_path_factory.mktemp("mosquitto"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def live_hub(django_db_setup, redis_server, mosquitto_server, tmp_path_factory):
+    """The bridge and daphne on the test database, with a small payload limit to test against."""
+    from django.conf import settings
+
+    from tests.live import LiveHub
+
+    hub = LiveHub(
+        settings.DATABASES["default"]["NAME"],
+        redis_server.url,
+        mosquitto_server.url,
+        tmp_path_factory.mktemp("hub"),
+        max_payload_bytes=4096,
+    )
+    hub.start()
+    yield hub
+    hub.stop()

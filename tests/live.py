@@ -1,0 +1,257 @@
+"""The hub's own processes, started as an operator starts them, and clients that use them as
+people and devices do: a signed-in browser session, dashboard websockets, MQTT devices."""
+import http.cookiejar
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from pathlib import Path
+
+import orjson
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from websockets.sync.client import connect as websocket_connect
+
+from bridge.mqtt import parse_mqtt_url
+from tests.servers import free_port, wait_for_port
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT = 10
+
+
+def unique_id(prefix):
+    """A device id no earlier test used: the broker keeps retained statuses across tests."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def wait_until(condition, timeout=TIMEOUT, interval=0.05, message="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+
+
+class HubProcess:
+    """One of the hub's processes, with its output in a log file."""
+
+    def __init__(self, name, args, env, log_path):
+        self.name = name
+        self.args = args
+        self.env = env
+        self.log_path = log_path
+        self.process = None
+
+    def start(self):
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+
+    def stop(self, signum=signal.SIGTERM, timeout=20):
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signum)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(f"{self.name} did not stop within {timeout} s of signal {signum}")
+
+    def log(self):
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_for_log(self, pattern, timeout=TIMEOUT, start=0):
+        """Waits for a log line matching `pattern` after offset `start`; returns the match."""
+
+        def found():
+            if self.process.poll() is not None:
+                raise AssertionError(f"{self.name} exited with {self.process.returncode}:\n{self.log()[-3000:]}")
+            return re.search(pattern, self.log()[start:])
+
+        try:
+            return wait_until(found, timeout, message=f"{pattern!r} in the {self.name} log")
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n--- {self.name} log ---\n{self.log()[-3000:]}") from None
+
+
+class HubClient:
+    """What a signed-in browser does with a hub at `url`."""
+
+    def __init__(self, url):
+        self.url = url
+
+    def ws_url(self, path):
+        return self.url.replace("http", "ws", 1) + path
+
+    def login(self, username, password):
+        """Signs in through the login page as a browser does; returns the Cookie header."""
+        cookies = http.cookiejar.CookieJar()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(cookies))
+        login_url = self.url + "accounts/login/"
+        page = opener.open(login_url, timeout=TIMEOUT).read().decode()
+        csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+        form = urllib.parse.urlencode({"username": username, "password": password, "csrfmiddlewaretoken": csrf})
+        opener.open(urllib.request.Request(login_url, data=form.encode(), headers={"Referer": login_url}), timeout=TIMEOUT)
+        if not any(cookie.name == "sessionid" for cookie in cookies):
+            raise AssertionError(f"signing in as {username} failed")
+        return "; ".join(f"{cookie.name}={cookie.value}" for cookie in cookies)
+
+    def dashboard(self, path, cookie=None, origin=None):
+        headers = {"Cookie": cookie} if cookie else {}
+        socket = websocket_connect(
+            self.ws_url(path), additional_headers=headers, origin=origin or self.url.rstrip("/"), open_timeout=TIMEOUT
+        )
+        return Dashboard(socket)
+
+
+class LiveHub(HubClient):
+    """The bridge (manage.py runbridge) and the web server (daphne), as in production."""
+
+    def __init__(self, database_path, redis_url, mqtt_url, workdir, **settings):
+        self.mqtt_url = mqtt_url
+        self.port = free_port()
+        super().__init__(f"http://127.0.0.1:{self.port}/")
+        env = {
+            **os.environ,
+            "HUB_SECRET_KEY": "test-secret-key-not-for-production",
+            "HUB_ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "HUB_DATABASE_URL": f"sqlite:///{database_path}",
+            "HUB_REDIS_URL": redis_url,
+            "HUB_MQTT_URL": mqtt_url,
+            "HUB_MQTT_CLIENT_ID": unique_id("bridge"),
+            "HUB_BRIDGE_STATS_INTERVAL": "1",
+            "HUB_DATA_DIR": str(workdir),
+            "PYTHONUNBUFFERED": "1",
+            **{f"HUB_{name.upper()}": str(value) for name, value in settings.items()},
+        }
+        self.bridge = HubProcess("bridge", [sys.executable, "manage.py", "runbridge"], env, workdir / "bridge.log")
+        self.web = HubProcess(
+            "daphne",
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "hub.asgi:application"],
+            env,
+            workdir / "daphne.log",
+        )
+
+    def start(self):
+        self.web.start()
+        self.start_bridge()
+        wait_for_port("127.0.0.1", self.port, TIMEOUT)
+
+    def start_bridge(self):
+        start = len(self.bridge.log())
+        self.bridge.start()
+        self.bridge.wait_for_log(r"connected to mqtt://", start=start)
+
+    def stop(self):
+        self.bridge.stop()
+        self.web.stop()
+
+
+class Dashboard:
+    """A dashboard's websocket: waits for the frames it expects, keeps what it skipped."""
+
+    def __init__(self, socket):
+        self.socket = socket
+        self.seen = []
+
+    def send(self, **frame):
+        self.socket.send(orjson.dumps(frame).decode())
+
+    def frame(self, timeout=TIMEOUT, **match):
+        """The next frame whose fields equal `match`; other frames are kept in `seen`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no frame matching {match} within {timeout} s; saw {self.seen[-10:]}")
+            try:
+                frame = orjson.loads(self.socket.recv(timeout=remaining))
+            except TimeoutError:
+                continue
+            self.seen.append(frame)
+            if all(frame.get(key) == value for key, value in match.items()):
+                return frame
+
+    def no_frame(self, within, **match):
+        """Fails if a frame matching `match` arrives within `within` seconds."""
+        try:
+            frame = self.frame(timeout=within, **match)
+        except AssertionError:
+            return
+        raise AssertionError(f"unexpected frame {frame}")
+
+    def close(self):
+        self.socket.close()
+
+
+class Device:
+    """An MQTT device as docs/protocol.md describes it, on paho's own network thread."""
+
+    def __init__(self, mqtt_url, device_id, clean_session=True):
+        self.device_id = device_id
+        self.address = parse_mqtt_url(mqtt_url)
+        self.commands = queue.Queue()
+        self.connected = threading.Event()
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=device_id, clean_session=clean_session, protocol=mqtt.MQTTv311
+        )
+        self.client.will_set(self.topic("status"), b"offline", qos=1, retain=True)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = lambda client, userdata, message: self.commands.put(orjson.loads(message.payload))
+
+    def topic(self, kind):
+        return f"devices/{self.device_id}/{kind}"
+
+    def connect(self):
+        self.client.connect(self.address.host, self.address.port)
+        self.client.loop_start()
+        if not self.connected.wait(TIMEOUT):
+            raise AssertionError(f"{self.device_id} could not connect to {self.address}")
+        return self
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        client.subscribe(self.topic("commands"), qos=1)
+        client.publish(self.topic("status"), b"online", qos=1, retain=True)
+        self.connected.set()
+
+    def publish(self, topic, payload, qos=1, retain=False):
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        info.wait_for_publish(TIMEOUT)
+
+    def send_reading(self, values, ts=None, qos=1):
+        document = values if ts is None else {"ts": ts, "values": values}
+        self.publish(self.topic("telemetry"), orjson.dumps(document), qos)
+
+    def next_command(self, timeout=TIMEOUT):
+        try:
+            return self.commands.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"{self.device_id} received no command within {timeout} s") from None
+
+    def no_command(self, within):
+        """Fails if a command arrives within `within` seconds."""
+        try:
+            command = self.commands.get(timeout=within)
+        except queue.Empty:
+            return
+        raise AssertionError(f"{self.device_id} received an unexpected command {command}")
+
+    def answer(self, command_id, ok=True, result=None, error=None):
+        answer = {"id": command_id, "ok": ok, "result": result} if ok else {"id": command_id, "ok": False, "error": error}
+        self.publish(self.topic("commands/result"), orjson.dumps(answer))
+
+    def go_offline(self):
+        """Leaves as a device does when it shuts down: says so, then disconnects."""
+        self.publish(self.topic("status"), b"offline", retain=True)
+        self.client.disconnect()
+        self.client.loop_stop()

@@ -1,0 +1,127 @@
+"""Throwaway Redis and Mosquitto servers for the tests, on free ports, in a temporary directory.
+
+Mosquitto runs with the project's own mosquitto/mosquitto.conf, changing only what a
+throwaway broker must: its port and its data directory."""
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BROKER_CONFIG = ROOT / "mosquitto" / "mosquitto.conf"
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_port(host, port, timeout):
+    """Waits until something accepts connections on host:port."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listens on {host}:{port} after {timeout} s") from None
+            time.sleep(0.05)
+
+
+def find_program(name):
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin")
+    if found is None:
+        raise RuntimeError(f"{name} is not installed: scripts/test installs it with apt-get")
+    return found
+
+
+class ServerProcess:
+    """A server started on a free port; restartable on the same port, with the same data."""
+
+    program = None
+
+    def __init__(self, tmpdir):
+        self.tmpdir = Path(tmpdir)
+        self.port = free_port()
+        self.process = None
+        self.log_path = self.tmpdir / f"{self.program}.log"
+
+    def command(self):
+        raise NotImplementedError
+
+    def start(self):
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(self.command(), cwd=self.tmpdir, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for_port("127.0.0.1", self.port, timeout=10)
+        except TimeoutError:
+            self.stop()
+            raise RuntimeError(f"{self.program} did not start:\n{self.log()}") from None
+
+    def stop(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def restart(self):
+        self.stop()
+        self.start()
+
+    def log(self):
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class RedisServer(ServerProcess):
+    program = "redis-server"
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def command(self):
+        return [
+            find_program(self.program),
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(self.tmpdir),
+        ]
+
+
+class MosquittoServer(ServerProcess):
+    program = "mosquitto"
+
+    @property
+    def url(self):
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def command(self):
+        config_path = self.tmpdir / "mosquitto.conf"
+        config_path.write_text(self.config())
+        return [find_program(self.program), "-c", str(config_path)]
+
+    def config(self):
+        """The project's broker config, on this server's port and data directory."""
+        data_dir = self.tmpdir / "data"
+        data_dir.mkdir(exist_ok=True)
+        replacements = {
+            "listener": f"listener {self.port} 127.0.0.1",
+            "persistence_location": f"persistence_location {data_dir}/",
+        }
+        lines = []
+        for line in BROKER_CONFIG.read_text().splitlines():
+            option = line.split(maxsplit=1)[0] if line.strip() else ""
+            lines.append(replacements.get(option, line))
+        if os.geteuid() == 0:
+            # As root Mosquitto switches to the "mosquitto" user, who cannot write our directory.
+            lines.append("user root")
+        return "\n".join(lines) + "\n"
