@@ -28,6 +28,7 @@ logger = logging.getLogger("bridge")
 
 DB_RETRY_SECONDS = 1.0
 SWEEP_SECONDS = 1.0
+HEARTBEAT_SECONDS = 5.0
 
 
 class PendingReadings:
@@ -58,7 +59,7 @@ class PendingReadings:
 
 class Bridge:
     def __init__(self, channel_layer, address, *, client_id, shared_group="", max_payload_bytes=65536,
-                 batch_window_ms=10, stats_interval=60):
+                 batch_window_ms=10, stats_interval=60, heartbeat_path=None):
         self.channel_layer = channel_layer
         self.address = address
         self.client_id = client_id
@@ -66,6 +67,7 @@ class Bridge:
         self.max_payload_bytes = max_payload_bytes
         self.batch_window = batch_window_ms / 1000
         self.stats_interval = stats_interval
+        self.heartbeat_path = heartbeat_path
         self.counts = Counter()
         self.rejects = RejectLog()
         self.mqtt = None
@@ -86,6 +88,7 @@ class Bridge:
             max_payload_bytes=settings.MAX_PAYLOAD_BYTES,
             batch_window_ms=settings.BATCH_WINDOW_MS,
             stats_interval=settings.BRIDGE_STATS_INTERVAL,
+            heartbeat_path=settings.BRIDGE_HEARTBEAT_FILE,
         )
 
     def subscriptions(self):
@@ -119,6 +122,8 @@ class Bridge:
             asyncio.create_task(self._sweep_commands_forever()),
             asyncio.create_task(self._report_forever()),
         ]
+        if self.heartbeat_path:
+            self._tasks.append(asyncio.create_task(self._heartbeat_forever()))
         await self.mqtt.run()
 
     async def stop(self):
@@ -297,6 +302,14 @@ class Bridge:
         while True:
             await asyncio.sleep(self.stats_interval)
             self._log_stats()
+
+    async def _heartbeat_forever(self):
+        """Touches the heartbeat file while connected to the broker: health checks read its age."""
+        self.heartbeat_path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            if self.mqtt.connected.is_set():
+                self.heartbeat_path.touch()
+            await asyncio.sleep(HEARTBEAT_SECONDS)
 
     def _log_stats(self):
         rejected = ", ".join(f"{reason}={count}" for reason, count in sorted(self.rejects.counts.items()))

@@ -119,6 +119,7 @@ class LiveHub(HubClient):
 
     def __init__(self, database_path, redis_url, mqtt_url, workdir, **settings):
         self.mqtt_url = mqtt_url
+        self.workdir = workdir
         self.port = free_port()
         super().__init__(f"http://127.0.0.1:{self.port}/")
         env = {

@@ -55,6 +55,12 @@ def test_a_reading_reaches_the_device_socket_and_the_fleet_socket(live_hub, devi
     sensor.go_offline()
 
 
+def test_the_connected_bridge_keeps_its_heartbeat_file_fresh(live_hub):
+    heartbeat = live_hub.workdir / "bridge.heartbeat"
+    wait_until(heartbeat.exists, message="the heartbeat file")
+    assert time.time() - heartbeat.stat().st_mtime < 10
+
+
 def test_status_changes_reach_dashboards_and_the_snapshot(live_hub, device, cookie):
     fleet = live_hub.dashboard("ws/fleet/", cookie)
     fleet.send(action="subscribe", devices="*")

@@ -1,0 +1,101 @@
+"""docker-compose.yml, read as a reviewer would: no Docker engine runs here."""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+LONG_RUNNING = ("redis", "mosquitto", "postgres", "web", "bridge")
+
+
+@pytest.fixture(scope="module")
+def compose():
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+@pytest.fixture(scope="module")
+def services(compose):
+    return compose["services"]
+
+
+def broker_options():
+    lines = (ROOT / "mosquitto" / "mosquitto.conf").read_text().splitlines()
+    return dict(line.split(maxsplit=1) for line in lines if line.strip() and not line.startswith("#"))
+
+
+def test_every_part_of_the_hub_is_a_service(services):
+    assert set(services) >= {"redis", "mosquitto", "postgres", "migrate", "web", "bridge", "simulator"}
+    assert services["web"]["command"][0] == "daphne"
+    assert services["web"]["command"][-1] == "hub.asgi:application"
+    assert services["bridge"]["command"] == ["python", "manage.py", "runbridge"]
+    assert services["migrate"]["command"][:3] == ["python", "manage.py", "migrate"]
+    assert services["simulator"]["command"][:3] == ["python", "manage.py", "simulate"]
+    assert services["simulator"]["profiles"] == ["demo"]
+
+
+@pytest.mark.parametrize("name", LONG_RUNNING)
+def test_long_running_services_have_health_checks(services, name):
+    assert services[name]["healthcheck"]["test"][0] == "CMD"
+
+
+@pytest.mark.parametrize("name", ("web", "bridge", "simulator"))
+def test_hub_processes_wait_for_migrations_and_healthy_servers(services, name):
+    depends_on = services[name]["depends_on"]
+    assert depends_on["migrate"]["condition"] == "service_completed_successfully"
+    assert depends_on["redis"]["condition"] == "service_healthy"
+    assert depends_on["mosquitto"]["condition"] == "service_healthy"
+    assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+
+def test_the_broker_runs_the_projects_config_with_persistent_data(services):
+    volumes = services["mosquitto"]["volumes"]
+    config_mount = next(volume for volume in volumes if volume.startswith("./mosquitto/"))
+    source, target, mode = config_mount.split(":")
+    assert (ROOT / source).is_file()
+    assert target == "/mosquitto/config/mosquitto.conf" and mode == "ro"
+    data_targets = [volume.split(":")[1] for volume in volumes if not volume.startswith("./")]
+    assert broker_options()["persistence_location"].rstrip("/") in data_targets
+
+
+def test_hub_processes_reach_the_servers_by_service_name(services):
+    environment = services["bridge"]["environment"]
+    mqtt = urlsplit(environment["HUB_MQTT_URL"])
+    assert mqtt.hostname == "mosquitto"
+    assert str(mqtt.port) == broker_options()["listener"].split()[0]
+    assert urlsplit(environment["HUB_REDIS_URL"]).hostname == "redis"
+    database = urlsplit(environment["HUB_DATABASE_URL"])
+    assert database.scheme == "postgres" and database.hostname == "postgres"
+    assert database.path == "/" + services["postgres"]["environment"]["POSTGRES_DB"]
+    assert all(services[name]["environment"] == environment for name in ("web", "migrate", "simulator"))
+
+
+def test_every_hub_setting_in_compose_is_a_documented_setting(services):
+    readme = (ROOT / "README.md").read_text()
+    settings_source = (ROOT / "hub" / "settings.py").read_text()
+    for name in services["web"]["environment"]:
+        assert f"`{name}`" in readme, f"{name} is not in the README's settings table"
+        assert f'"{name}"' in settings_source, f"hub/settings.py does not read {name}"
+
+
+def test_the_secret_key_must_be_given(services):
+    assert re.fullmatch(r"\$\{HUB_SECRET_KEY:\?.+\}", services["web"]["environment"]["HUB_SECRET_KEY"])
+
+
+def test_the_bridge_health_check_reads_the_heartbeat_it_writes(services):
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    data_dir = re.search(r"HUB_DATA_DIR=(\S+)", dockerfile).group(1)
+    heartbeat_file = subprocess.run(
+        [sys.executable, "-c", "from django.conf import settings; print(settings.BRIDGE_HEARTBEAT_FILE)"],
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "hub.settings", "HUB_DATA_DIR": data_dir, "HUB_SECRET_KEY": "x"},
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    assert f"'{heartbeat_file}'" in " ".join(services["bridge"]["healthcheck"]["test"])
+
+
+def test_the_bridge_gets_time_to_flush_on_stop(services):
+    assert services["bridge"]["stop_grace_period"] == "30s"
