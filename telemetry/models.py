@@ -30,9 +30,9 @@ def column_value(kind, num, text):
     return num
 
 
-class Reading(models.Model):
-    # No index of its own on device: the unique index below starts with it.
-    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="readings", db_index=False)
+class KeyedValue(models.Model):
+    """A value of one key at one instant, in the columns value_columns() fills."""
+
     key = models.CharField(max_length=64)
     ts = models.BigIntegerField(help_text="Epoch milliseconds.")
     kind = models.CharField(max_length=1, choices=ValueKind.choices)
@@ -40,29 +40,28 @@ class Reading(models.Model):
     text = models.CharField(max_length=256, null=True, blank=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["device", "key", "ts"], name="reading_device_key_ts")]
+        abstract = True
 
     @property
     def value(self):
         return column_value(self.kind, self.num, self.text)
+
+
+class Reading(KeyedValue):
+    # No index of its own on device: the unique index below starts with it.
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="readings", db_index=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["device", "key", "ts"], name="reading_device_key_ts")]
 
     def __str__(self):
         return f"{self.device_id} {self.key}={self.value!r} @{self.ts}"
 
 
-class LatestValue(models.Model):
+class LatestValue(KeyedValue):
     """The newest value of each key of each device, kept by the bridge as readings arrive."""
 
     device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="latest_values", db_index=False)
-    key = models.CharField(max_length=64)
-    ts = models.BigIntegerField(help_text="Epoch milliseconds.")
-    kind = models.CharField(max_length=1, choices=ValueKind.choices)
-    num = models.FloatField(null=True, blank=True)
-    text = models.CharField(max_length=256, null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["device", "key"], name="latest_device_key")]
-
-    @property
-    def value(self):
-        return column_value(self.kind, self.num, self.text)

@@ -2,6 +2,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from devices.models import Device
+from tests.servers import MosquittoServer, RedisServer
 
 PASSWORD = "s3cret-pass!"
 
@@ -31,25 +32,20 @@ def make_device(transactional_db):
     return make
 
 
-
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory):
-    from tests.servers import RedisServer
-
-    server = RedisServer(tmpdir=tmp_path_factory.mktemp("redis"))
+def running(server):
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    yield from running(RedisServer(tmpdir=tmp_path_factory.mktemp("redis")))
 
 
 @pytest.fixture(scope="session")
 def mosquitto_server(tmp_path_factory):
-    from tests.servers import MosquittoServer
-
-    server = MosquittoServer(tmpdir=tmp_path_factory.mktemp("mosquitto"))
-    server.start()
-    yield server
-    server.stop()
+    yield from running(MosquittoServer(tmpdir=tmp_path_factory.mktemp("mosquitto")))
 
 
 @pytest.fixture(scope="module")
