@@ -16,6 +16,7 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from bridge import protocol
+from bridge.clock import ReceiveClock
 from bridge.mqtt import MqttConnection, parse_mqtt_url
 from bridge.protocol import Rejected
 from bridge.rejects import RejectLog
@@ -70,6 +71,7 @@ class Bridge:
         self.heartbeat_path = heartbeat_path
         self.counts = Counter()
         self.rejects = RejectLog()
+        self.receive_clock = ReceiveClock()
         self.mqtt = None
         self._pending = PendingReadings()
         self._has_readings = asyncio.Event()
@@ -154,11 +156,14 @@ class Bridge:
             self._drop("-", rejection, message)
             return
         if kind == protocol.TELEMETRY:
+            now_ms = self.receive_clock.now(device_id)
             try:
-                samples = protocol.parse_telemetry(message.payload, int(time.time() * 1000), self.max_payload_bytes)
+                samples = protocol.parse_telemetry(message.payload, now_ms, self.max_payload_bytes)
             except Rejected as rejection:
                 self._drop(device_id, rejection, message)
                 return
+            if len(samples) > 1:
+                self.receive_clock.used(device_id, now_ms + len(samples) - 1)
             self._pending.add(device_id, samples, message.mid, message.qos)
             self._has_readings.set()
         elif kind == protocol.STATUS:

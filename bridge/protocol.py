@@ -81,32 +81,41 @@ def _load_json(payload, max_bytes):
 
 
 def parse_telemetry(payload, now_ms, max_bytes):
-    """The samples in a telemetry payload: an object of values, {"ts", "values"}, or a list of those."""
+    """The samples in a telemetry payload: an object of values, {"ts", "values"}, or a list of those.
+
+    Entries without a ts take the receive time `now_ms`; in a list, the n-th such entry takes
+    `now_ms + n`, so none of them collide in storage, which keeps one reading per device, key and ts.
+    """
     document = _load_json(payload, max_bytes)
-    if isinstance(document, list):
-        if not document:
-            raise Rejected("bad_shape", "an empty list")
-        if len(document) > MAX_ENTRIES:
-            raise Rejected("too_many", f"{len(document)} entries, the limit is {MAX_ENTRIES}")
-        return [_parse_entry(entry, now_ms) for entry in document]
-    return [_parse_entry(document, now_ms)]
+    if not isinstance(document, list):
+        return [_parse_entry(document, now_ms, now_ms)]
+    if not document:
+        raise Rejected("bad_shape", "an empty list")
+    if len(document) > MAX_ENTRIES:
+        raise Rejected("too_many", f"{len(document)} entries, the limit is {MAX_ENTRIES}")
+    samples = []
+    untimed = 0
+    for entry in document:
+        samples.append(_parse_entry(entry, now_ms, now_ms + untimed))
+        untimed += not (isinstance(entry, dict) and "ts" in entry)
+    return samples
 
 
-def _parse_entry(entry, now_ms):
+def _parse_entry(entry, now_ms, receive_ts):
     if not isinstance(entry, dict):
         raise Rejected("bad_shape", f"expected an object, got {type(entry).__name__}")
     if "values" in entry:
         extra = entry.keys() - {"ts", "values"}
         if extra:
             raise Rejected("bad_shape", f"unexpected fields beside ts and values: {sorted(extra)[:5]}")
-        ts = _parse_ts(entry["ts"], now_ms) if "ts" in entry else now_ms
+        ts = _parse_ts(entry["ts"], now_ms) if "ts" in entry else receive_ts
         values = entry["values"]
         if not isinstance(values, dict):
             raise Rejected("bad_shape", "values must be an object")
     else:
         if "ts" in entry:
             raise Rejected("bad_shape", 'a timestamp needs the form {"ts": ..., "values": {...}}')
-        ts, values = now_ms, entry
+        ts, values = receive_ts, entry
     if not values:
         raise Rejected("bad_shape", "no values")
     for key, value in values.items():
