@@ -9,6 +9,7 @@ from django.utils import timezone
 
 # A device id is also its MQTT topic segment and its username on the broker.
 DEVICE_ID_RE = r"[A-Za-z0-9_-]{1,64}"
+COMMAND_NAME_RE = r"[A-Za-z0-9_.-]{1,64}"
 
 
 class Device(models.Model):

@@ -3,6 +3,7 @@
 The README's settings table documents each one.
 """
 import secrets
+import warnings
 from pathlib import Path
 
 import dj_database_url
@@ -40,6 +41,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "ninja",
+    "accounts",
     "devices",
     "telemetry",
     "bridge",
@@ -48,6 +51,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -129,6 +133,10 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
+# WhiteNoise serves the apps' static files itself, with or without collectstatic; without it,
+# STATIC_ROOT does not exist, which WhiteNoise would warn about at every start.
+WHITENOISE_USE_FINDERS = True
+warnings.filterwarnings("ignore", message="No directory at: ")
 
 LOG_LEVEL = env_str("HUB_LOG_LEVEL", "INFO").upper()
 LOGGING = {
@@ -155,3 +163,4 @@ BRIDGE_HEARTBEAT_FILE = Path(env_str("HUB_BRIDGE_HEARTBEAT_FILE", str(DATA_DIR /
 WS_MAX_PENDING_FRAMES = env_int("HUB_WS_MAX_PENDING_FRAMES", 500, minimum=1)
 COMMAND_DEFAULT_TTL = env_int("HUB_COMMAND_DEFAULT_TTL", 60, minimum=1)
 COMMAND_MAX_TTL = env_int("HUB_COMMAND_MAX_TTL", 86400, minimum=1)
+API_MAX_POINTS = env_int("HUB_API_MAX_POINTS", 5000, minimum=10)

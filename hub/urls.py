@@ -1,8 +1,9 @@
 from django.contrib import admin
-from django.contrib.auth.decorators import login_required
 from django.http import JsonResponse
 from django.urls import include, path
-from django.views.generic import TemplateView
+
+from hub.api import api
+from telemetry import views as telemetry_views
 
 
 def healthz(request):
@@ -11,8 +12,11 @@ def healthz(request):
 
 
 urlpatterns = [
-    path("", login_required(TemplateView.as_view(template_name="home.html")), name="home"),
-    path("admin/", admin.site.urls),
+    path("", telemetry_views.fleet, name="fleet"),
+    path("devices/<str:device_id>/", telemetry_views.device, name="device"),
+    path("api/", api.urls),
+    path("account/", include("accounts.urls")),
     path("accounts/", include("django.contrib.auth.urls")),
+    path("admin/", admin.site.urls),
     path("healthz", healthz),
 ]

@@ -3,13 +3,13 @@ import asyncio
 
 import orjson
 from channels.db import database_sync_to_async
-from channels.exceptions import ChannelFull
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from devices import access
 from devices.commands import create_command
 from telemetry import events
+from telemetry.announce import announce_command
 from telemetry.frames import ALL_DEVICES, FrameError, SendCommand, Subscribe, Unsubscribe, parse_client_frame
 from telemetry.outbox import Outbox
 from telemetry.snapshots import device_snapshots
@@ -116,14 +116,9 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         command = await database_sync_to_async(create_command)(
             action.device, self.user, action.name, action.params, action.ttl
         )
-        event = events.command_event(command)
-        await self.channel_layer.group_send(events.device_group(action.device), event)
+        await announce_command(self.channel_layer, command)
         if action.device not in self.watched:
-            await self.send(text_data=event["frame"])
-        try:
-            await self.channel_layer.send(events.BRIDGE_COMMANDS_CHANNEL, events.command_dispatch_message(command.id))
-        except ChannelFull:
-            pass  # The bridge's sweep sends pending commands within a second.
+            await self.send(text_data=events.command_event(command)["frame"])
 
 
 class DeviceConsumer(DashboardConsumer):

@@ -42,6 +42,8 @@ def command_frame(command):
         "status": command.status,
         "ttl": command.ttl,
         "created": to_ms(command.created),
+        "sent": to_ms(command.sent_at),
+        "finished": to_ms(command.finished_at),
         "result": command.result,
         "error": command.error or None,
     }

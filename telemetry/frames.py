@@ -5,14 +5,14 @@ from dataclasses import dataclass
 import orjson
 from django.conf import settings
 
-from devices.models import DEVICE_ID_RE
+from devices.models import COMMAND_NAME_RE, DEVICE_ID_RE
 
 ALL_DEVICES = "*"
 MAX_FRAME_BYTES = 65536
 MAX_DEVICES_PER_FRAME = 1000
 
 _DEVICE_ID_RE = re.compile(rf"{DEVICE_ID_RE}\Z")
-_COMMAND_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
+_COMMAND_NAME_RE = re.compile(rf"{COMMAND_NAME_RE}\Z")
 
 
 class FrameError(Exception):

@@ -16,7 +16,6 @@ from channels.routing import get_default_application
 from daphne.server import Server
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core.management import BaseCommand, CommandError, call_command
 from twisted.internet import defer, reactor
 
@@ -66,7 +65,7 @@ class Command(BaseCommand):
         self.stdout.write(f"  channel layer: {settings.CHANNEL_LAYERS['default']['BACKEND']}")
         self.stdout.write(f"  simulated devices: {', '.join(device_ids) or 'none'}\n  Ctrl-C stops it.\n")
         Server(
-            application=ASGIStaticFilesHandler(get_default_application()),
+            application=get_default_application(),
             endpoints=[f"tcp:port={port}:interface={host}"],
         ).run()
 

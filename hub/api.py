@@ -1,0 +1,25 @@
+"""The HTTP API: telemetry's routes behind sign-in, with the session (browsers) or a token (scripts)."""
+from ninja import NinjaAPI
+from ninja.errors import ValidationError
+from ninja.security import django_auth
+
+from accounts.auth import TokenAuth
+from telemetry.api import router as telemetry_router
+
+api = NinjaAPI(
+    title="Telehub API",
+    version="1",
+    description="Devices, their readings over time, and commands. Authenticate with the session "
+    "cookie or `Authorization: Bearer <token>` (tokens are made on /account/tokens/).",
+    auth=[TokenAuth(), django_auth],
+    docs_url=None,  # The interactive docs page loads its scripts from a CDN; the schema is at openapi.json.
+    urls_namespace="api",
+)
+api.add_router("", telemetry_router)
+
+
+@api.exception_handler(ValidationError)
+def bad_request(request, exc):
+    """Parameters that fail validation are a 400 naming each problem."""
+    problems = [{"where": ".".join(map(str, error["loc"])), "problem": error["msg"]} for error in exc.errors]
+    return api.create_response(request, {"detail": problems}, status=400)

@@ -1,0 +1,130 @@
+"""The history API behind the dashboard pages: devices, their readings over time, commands.
+
+Every route looks devices up among those the caller may see, so another user's device is a
+404, as if it did not exist."""
+import csv
+import re
+import time
+import uuid
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404
+from ninja import Query, Router, Status
+from ninja.errors import HttpError
+
+from devices import access
+from devices.commands import create_command
+from devices.models import Command
+from telemetry import history
+from telemetry.announce import announce_command
+from telemetry.events import command_frame, snapshot_frame
+from telemetry.schemas import CommandIn, CommandOut, DeviceOut, ReadingsOut
+
+router = Router()
+
+DEFAULT_SPAN_MS = 15 * 60 * 1000
+MAX_KEYS = 20
+KEY_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
+
+
+def device_out(device, commandable_ids):
+    snapshot = snapshot_frame(device, device.latest_values.all())
+    return {**snapshot, "id": device.pk, "can_command": device.pk in commandable_ids}
+
+
+def visible_device(request, device_id):
+    return get_object_or_404(access.visible_devices(request.auth).prefetch_related("latest_values"), pk=device_id)
+
+
+@router.get("/devices/", response=list[DeviceOut], summary="The devices you may see")
+def list_devices(request):
+    devices = access.visible_devices(request.auth).prefetch_related("latest_values").order_by("pk")
+    commandable = set(access.commandable_devices(request.auth).values_list("pk", flat=True))
+    return [device_out(device, commandable) for device in devices]
+
+
+@router.get("/devices/{device_id}/", response=DeviceOut, summary="One device")
+def get_device(request, device_id: str):
+    device = visible_device(request, device_id)
+    commandable = {device.pk} if access.can_command(request.auth, device.pk) else set()
+    return device_out(device, commandable)
+
+
+@router.get("/devices/{device_id}/readings", response=ReadingsOut, by_alias=True, summary="A device's readings over time")
+def readings(
+    request,
+    device_id: str,
+    key_names: str = Query(None, alias="keys", description="Comma-separated keys; all of the device's keys if left out."),
+    start: int = Query(None, alias="from", description="Epoch milliseconds, inclusive; 15 minutes before `to` by default."),
+    end: int = Query(None, alias="to", description="Epoch milliseconds, exclusive; now by default."),
+    bucket: int = Query(None, ge=1, description="Seconds per bucket: min, mean and max per bucket instead of raw points."),
+    format: str = Query("json", pattern="^(json|csv)$", description="json, or csv to download."),
+):
+    device = visible_device(request, device_id)
+    end = int(time.time() * 1000) + 1 if end is None else end
+    start = end - DEFAULT_SPAN_MS if start is None else start
+    if start >= end:
+        raise HttpError(400, "from must be before to")
+    key_list = parse_keys(key_names) if key_names else history.device_keys(device)
+    limit = settings.API_MAX_POINTS
+    try:
+        if bucket is None:
+            series = history.raw_series(device, key_list, start, end, limit)
+        else:
+            series = history.bucketed_series(device, key_list, start, end, bucket, limit)
+    except history.RangeError as exc:
+        raise HttpError(400, str(exc))
+    columns = history.RAW_COLUMNS if bucket is None else history.BUCKET_COLUMNS
+    if format == "csv":
+        return csv_response(device.pk, columns, series)
+    return {
+        "device": device.pk, "from": start, "to": end, "bucket": bucket, "columns": list(columns),
+        "series": {item.key: {"points": item.points, "truncated": item.truncated} for item in series},
+    }
+
+
+def parse_keys(keys):
+    key_list = list(dict.fromkeys(key.strip() for key in keys.split(",") if key.strip()))
+    bad = [key for key in key_list if not KEY_RE.match(key)]
+    if bad:
+        raise HttpError(400, f"not a key: {bad[0][:70]!r}")
+    if not key_list or len(key_list) > MAX_KEYS:
+        raise HttpError(400, f"ask for 1 to {MAX_KEYS} keys")
+    return key_list
+
+
+def csv_response(device_id, columns, series):
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{device_id}-readings.csv"'
+    writer = csv.writer(response)
+    writer.writerow(["device", "key", *columns])
+    for item in series:
+        writer.writerows([device_id, item.key, *point] for point in item.points)
+    return response
+
+
+@router.get("/devices/{device_id}/commands/", response=list[CommandOut], summary="A device's commands, newest first")
+def list_commands(request, device_id: str, limit: int = Query(50, ge=1, le=500)):
+    device = visible_device(request, device_id)
+    return [command_frame(command) for command in device.commands.order_by("-created")[:limit]]
+
+
+@router.post("/devices/{device_id}/commands/", response={201: CommandOut}, summary="Send a command to a device")
+def send_command(request, device_id: str, payload: CommandIn):
+    """The command waits while the device is offline, for at most `ttl` seconds; its status
+    then moves on as the websockets show (pending, sent, succeeded, failed or expired)."""
+    device = visible_device(request, device_id)
+    if not access.can_command(request.auth, device.pk):
+        raise HttpError(403, f"you may watch {device.pk} but not command it")
+    command = create_command(device.pk, request.auth, payload.name, payload.params, payload.ttl)
+    async_to_sync(announce_command)(get_channel_layer(), command)
+    return Status(201, command_frame(command))
+
+
+@router.get("/commands/{command_id}/", response=CommandOut, summary="One command")
+def get_command(request, command_id: uuid.UUID):
+    visible = access.visible_devices(request.auth)
+    return command_frame(get_object_or_404(Command.objects.filter(device__in=visible), pk=command_id))

@@ -1,0 +1,153 @@
+// The fleet page: every device the user may see, live over one ws/fleet/ socket.
+// Frames only mark devices dirty; the DOM changes once per animation frame, and only where
+// a value changed, so a thousand devices reporting every second stay smooth.
+import { LiveSocket, ago, element, formatValue } from "./live.js";
+
+const body = document.querySelector("#fleet tbody");
+const search = document.getElementById("search");
+const statusFilter = document.getElementById("status-filter");
+const counts = document.getElementById("counts");
+const banner = document.getElementById("banner");
+const empty = document.getElementById("empty");
+
+const devices = new Map(); // id -> {id, name, online, lastSeen, latest: Map(key -> value), row, cells}
+const dirty = new Set();
+let orderChanged = false;
+let frameRequested = false;
+
+function row(device) {
+  const link = element("a", { href: `/devices/${encodeURIComponent(device.id)}/`, text: device.name || device.id });
+  const cells = {
+    status: element("span", { class: "status" }),
+    seen: element("span", { class: "ago" }),
+    values: element("div", { class: "values" }),
+    spans: new Map(),
+  };
+  device.row = element(
+    "tr", { "data-device": device.id },
+    element("td", {}, link, element("div", { class: "muted", text: device.id })),
+    element("td", {}, cells.status), element("td", {}, cells.seen), element("td", {}, cells.values),
+  );
+  device.cells = cells;
+}
+
+function upsert(id, changes) {
+  let device = devices.get(id);
+  if (!device) {
+    device = { id, name: id, online: false, lastSeen: null, latest: new Map() };
+    devices.set(id, device);
+    row(device);
+    orderChanged = true;
+  }
+  Object.assign(device, changes);
+  dirty.add(device);
+  if (!frameRequested) {
+    frameRequested = true;
+    requestAnimationFrame(render);
+  }
+  return device;
+}
+
+function onFrame(frame) {
+  if (frame.type === "snapshot") {
+    const device = upsert(frame.device, { name: frame.name || frame.device, online: frame.online, lastSeen: frame.last_seen });
+    device.latest = new Map(Object.entries(frame.latest).map(([key, latest]) => [key, latest.value]));
+  } else if (frame.type === "readings") {
+    const device = devices.get(frame.device);
+    if (!device) return;
+    for (const item of frame.items) for (const [key, value] of Object.entries(item.values)) device.latest.set(key, value);
+    upsert(frame.device, { lastSeen: Math.max(device.lastSeen || 0, ...frame.items.map((item) => item.ts)) });
+  } else if (frame.type === "status") {
+    upsert(frame.device, { online: frame.online, lastSeen: frame.ts });
+  } else if (frame.type === "error") {
+    showBanner(`${frame.code}: ${frame.detail}`);
+  }
+}
+
+function render() {
+  frameRequested = false;
+  const now = Date.now();
+  for (const device of dirty) {
+    const { cells } = device;
+    const statusText = device.online ? "online" : "offline";
+    if (cells.status.textContent !== statusText) {
+      cells.status.textContent = statusText;
+      cells.status.classList.toggle("online", device.online);
+      device.row.dataset.status = statusText;
+    }
+    cells.seen.textContent = ago(device.lastSeen, now);
+    for (const [key, value] of device.latest) {
+      let span = cells.spans.get(key);
+      if (!span) {
+        span = element("span", {}, element("b", { text: key }), element("output"));
+        cells.spans.set(key, span);
+        cells.values.append(span);
+      }
+      const text = formatValue(value);
+      if (span.lastChild.textContent !== text) span.lastChild.textContent = text;
+    }
+    applyFilter(device);
+  }
+  dirty.clear();
+  if (orderChanged) {
+    orderChanged = false;
+    const sorted = [...devices.values()].sort((a, b) => a.id.localeCompare(b.id));
+    body.replaceChildren(...sorted.map((device) => device.row));
+  }
+  updateCounts();
+}
+
+function applyFilter(device) {
+  const query = search.value.trim().toLowerCase();
+  const wanted = statusFilter.value;
+  const matches =
+    (!query || device.id.toLowerCase().includes(query) || device.name.toLowerCase().includes(query)) &&
+    (wanted === "all" || (wanted === "online") === device.online);
+  if (device.row.hidden === matches) device.row.hidden = !matches;
+}
+
+function updateCounts() {
+  let online = 0;
+  let shown = 0;
+  for (const device of devices.values()) {
+    if (device.online) online += 1;
+    if (!device.row.hidden) shown += 1;
+  }
+  counts.textContent = `${devices.size} devices, ${online} online${shown < devices.size ? `, ${shown} shown` : ""}`;
+  empty.hidden = devices.size > 0;
+}
+
+function refilter() {
+  for (const device of devices.values()) applyFilter(device);
+  updateCounts();
+}
+
+function showBanner(text) {
+  banner.textContent = text;
+  banner.hidden = !text;
+}
+
+function tick() {
+  const now = Date.now();
+  for (const device of devices.values()) {
+    if (device.row.hidden) continue;
+    const text = ago(device.lastSeen, now);
+    if (device.cells.seen.textContent !== text) device.cells.seen.textContent = text;
+  }
+}
+
+search.addEventListener("input", refilter);
+statusFilter.addEventListener("change", refilter);
+setInterval(tick, 1000);
+
+new LiveSocket("/ws/fleet/", {
+  onFrame,
+  onOpen: (socket) => {
+    showBanner("");
+    socket.send({ action: "subscribe", devices: "*" });
+    updateCounts();
+  },
+  onState: (state) => {
+    if (state === "closed") showBanner("Connection lost; reconnecting…");
+  },
+});

@@ -1,0 +1,143 @@
+"""The dashboard pages in real headless Chromium, against the hub's own processes (daphne and the
+bridge) on throwaway Redis and Mosquitto, with devices publishing over MQTT."""
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from tests.conftest import PASSWORD
+from tests.live import TIMEOUT, Device, unique_id
+
+pytestmark = pytest.mark.live
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+expect.set_options(timeout=TIMEOUT * 1000)
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        pytest.fail("Debian's chromium package is missing: scripts/test installs it")
+    # Playwright's sync API keeps an event loop on this thread, which makes Django refuse the
+    # ORM calls the tests make between browser steps; they are plain synchronous code.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as playwright:
+        # Chromium's sandbox cannot start as root, which CI machines run as.
+        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"] if os.geteuid() == 0 else [])
+        yield browser
+        browser.close()
+    del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+
+
+@pytest.fixture
+def owner(make_user):
+    return make_user(unique_id("operator"))
+
+
+@pytest.fixture
+def device(make_device, owner):
+    return make_device(unique_id("boiler"), owner, name="Boiler room")
+
+
+@pytest.fixture
+def signed_in(chromium, live_hub, owner):
+    """A browser page signed in as the device's owner through the login form."""
+    context = chromium.new_context(base_url=live_hub.url, viewport={"width": 1280, "height": 860})
+    context.set_default_timeout(TIMEOUT * 1000)
+    page = context.new_page()
+    sign_in(page, owner.username)
+    yield page
+    context.close()
+
+
+def sign_in(page, username):
+    page.goto("/")
+    expect(page).to_have_url("/accounts/login/?next=/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Fleet")).to_be_visible()
+
+
+def screenshot(page, name):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=True)
+
+
+def test_the_fleet_page_shows_a_device_going_online_when_it_connects(signed_in, live_hub, device):
+    signed_in.goto("/")
+    row = signed_in.locator(f'tr[data-device="{device.id}"]')
+    expect(row.locator(".status")).to_have_text("offline")
+    sensor = Device(live_hub.mqtt_url, device.id).connect()
+    expect(row.locator(".status")).to_have_text("online")
+    sensor.send_reading({"temp": 21.5, "hum": 40})
+    expect(row.locator(".values")).to_contain_text("temp21.5")
+
+    signed_in.get_by_label("Filter by status").select_option("offline")
+    expect(row).to_be_hidden()
+    signed_in.get_by_label("Filter by status").select_option("all")
+    signed_in.get_by_label("Search devices").fill("boiler room")
+    expect(row).to_be_visible()
+    signed_in.get_by_label("Search devices").fill("no such device")
+    expect(row).to_be_hidden()
+    signed_in.get_by_label("Search devices").fill("")
+    screenshot(signed_in, "fleet")
+    sensor.go_offline()
+    expect(row.locator(".status")).to_have_text("offline")
+
+
+def test_a_reading_published_over_mqtt_reaches_the_chart_and_latest_values(signed_in, live_hub, device):
+    sensor = Device(live_hub.mqtt_url, device.id).connect()
+    sensor.send_reading({"temp": 20.0})
+    signed_in.goto(f"/devices/{device.id}/")
+    chart = signed_in.locator('canvas[data-key="temp"]')
+    expect(chart).to_have_attribute("data-points", "1")  # history from the API
+
+    sensor.send_reading({"temp": 21.5, "door": True})
+    expect(signed_in.locator('#latest tr[data-key="temp"] td').first).to_have_text("21.5")
+    expect(signed_in.locator('#latest tr[data-key="door"] td').first).to_have_text("on")
+    expect(chart).to_have_attribute("data-points", "2")
+    expect(chart).to_have_attribute("data-last", "21.5")
+    expect(signed_in.locator("#status")).to_have_text("online")
+    sensor.go_offline()
+    expect(signed_in.locator("#status")).to_have_text("offline")
+
+
+def test_a_command_from_the_page_reaches_the_device_and_its_result_shows(signed_in, live_hub, device):
+    sensor = Device(live_hub.mqtt_url, device.id).connect()
+    for value in (20.5, 20.9, 21.4, 21.2):
+        sensor.send_reading({"temp": value, "hum": 41})
+    signed_in.goto(f"/devices/{device.id}/")
+    expect(signed_in.locator('canvas[data-key="temp"]')).to_have_attribute("data-points", "4")
+
+    signed_in.get_by_label("Name").fill("set_interval")
+    signed_in.get_by_label("Params (JSON)").fill('{"seconds": 5}')
+    signed_in.get_by_role("button", name="Send").click()
+    command = sensor.next_command()
+    assert (command["name"], command["params"]) == ("set_interval", {"seconds": 5})
+    item = signed_in.locator(f'li[data-command="{command["id"]}"]')
+    expect(item).to_have_attribute("data-status", "sent")
+    sensor.answer(command["id"], result={"interval": 5})
+    expect(item).to_have_attribute("data-status", "succeeded")
+    expect(item.locator(".outcome")).to_have_text('{"interval":5}')
+    screenshot(signed_in, "device")
+
+    signed_in.get_by_label("Params (JSON)").fill("{not json")
+    signed_in.get_by_role("button", name="Send").click()
+    expect(signed_in.locator("#command-error")).to_contain_text("Params:")
+    sensor.no_command(within=0.5)
+    sensor.go_offline()
+
+
+def test_another_user_cannot_open_the_device_page(chromium, live_hub, device, make_user):
+    stranger = make_user(unique_id("stranger"))
+    context = chromium.new_context(base_url=live_hub.url)
+    page = context.new_page()
+    sign_in(page, stranger.username)
+    expect(page.locator(f'tr[data-device="{device.id}"]')).to_have_count(0)
+    response = page.goto(f"/devices/{device.id}/")
+    assert response.status == 404
+    context.close()

@@ -1,0 +1,50 @@
+"""The dashboard pages as Django serves them; tests/test_browser.py drives them in Chromium."""
+import json
+import re
+
+import pytest
+from django.contrib.auth.models import Group
+
+
+@pytest.fixture
+def sensor(make_user, make_device):
+    return make_device("sensor-1", make_user("owner"), name="Boiler room")
+
+
+@pytest.mark.parametrize("path", ["/", "/devices/sensor-1/"])
+def test_pages_send_anonymous_visitors_to_sign_in(client, sensor, path):
+    response = client.get(path)
+    assert response.status_code == 302
+    assert response["Location"] == f"/accounts/login/?next={path}"
+
+
+def test_another_users_device_page_is_404(client, sensor, make_user):
+    client.force_login(make_user("stranger"))
+    assert client.get("/devices/sensor-1/").status_code == 404
+
+
+def test_the_device_page_offers_commands_to_the_owner_only(client, sensor, make_user):
+    client.force_login(sensor.owner)
+    page = client.get("/devices/sensor-1/").content.decode()
+    assert 'id="command-form"' in page
+    config = json.loads(re.search(r'<script id="page-config" type="application/json">(.*?)</script>', page).group(1))
+    assert config["device"] == "sensor-1" and config["canCommand"] is True
+
+    watchers = Group.objects.create(name="watchers")
+    sensor.groups.add(watchers)
+    member = make_user("member")
+    member.groups.add(watchers)
+    client.force_login(member)
+    page = client.get("/devices/sensor-1/").content.decode()
+    assert 'id="command-form"' not in page and "may watch this device but not command it" in page
+
+
+def test_the_pages_static_files_are_served_by_the_hub(client, sensor):
+    client.force_login(sensor.owner)
+    page = client.get("/devices/sensor-1/").content.decode()
+    scripts = re.findall(r'src="(/static/[^"]+)"', page) + re.findall(r'href="(/static/[^"]+)"', page)
+    assert scripts
+    for path in scripts:
+        response = client.get(path)
+        assert response.status_code == 200, path
+        assert b"".join(response.streaming_content if response.streaming else [response.content])
