@@ -312,8 +312,8 @@ class Bridge:
         """Touches the heartbeat file while connected to the broker: health checks read its age."""
         self.heartbeat_path.parent.mkdir(parents=True, exist_ok=True)
         while True:
-            if self.mqtt.connected.is_set():
-                self.heartbeat_path.touch()
+            await self.mqtt.connected.wait()
+            self.heartbeat_path.touch()
             await asyncio.sleep(HEARTBEAT_SECONDS)
 
     def _log_stats(self):

@@ -1,0 +1,107 @@
+"""Dashboard clients over real websockets: each records, for every reading it receives, the
+time from the device's publish to its arrival.
+
+python -m bench.dashboards --url ws://127.0.0.1:8000 --cookie sessionid=... --sockets 10 \\
+    --watch device --devices 100 --seconds 20
+--watch device: socket i opens ws/devices/<device i mod N>/; fleet: ws/fleet/ subscribed to "*";
+idle: ws/fleet/ subscribed to nothing. Prints counts and a latency histogram as JSON."""
+import argparse
+import asyncio
+import json
+import time
+
+import orjson
+from websockets.asyncio.client import connect
+
+from bench.prepare import device_ids
+from bench.stats import Histogram
+
+
+class Tally:
+    def __init__(self):
+        self.latency = Histogram()
+        self.readings = 0
+        self.frames = 0
+        self.dropped = 0
+        self.gaps = 0
+        self.busiest_frames_per_second = 0
+
+    def as_dict(self):
+        return {
+            "readings": self.readings, "frames": self.frames, "dropped": self.dropped, "gaps": self.gaps,
+            "busiest_frames_per_second": self.busiest_frames_per_second, "latency_bins": self.latency.bins,
+        }
+
+
+async def watch(args, number, tally, opened, stop):
+    origin = args.url.replace("ws", "http", 1)
+    if args.watch == "device":
+        path = f"/ws/devices/{device_ids(args.devices)[number % args.devices]}/"
+    else:
+        path = "/ws/fleet/"
+    async with connect(
+        args.url + path, additional_headers={"Cookie": args.cookie}, origin=origin, max_size=None, open_timeout=60
+    ) as socket:
+        if args.watch == "fleet":
+            await socket.send('{"action": "subscribe", "devices": "*"}')
+        opened.release()
+        seqs = {}
+        second, frames_this_second = int(time.time()), 0
+        while not stop.is_set():
+            try:
+                text = await asyncio.wait_for(socket.recv(), 0.5)
+            except TimeoutError:
+                continue
+            now = time.time()
+            if int(now) != second:
+                tally.busiest_frames_per_second = max(tally.busiest_frames_per_second, frames_this_second)
+                second, frames_this_second = int(now), 0
+            frames_this_second += 1
+            tally.frames += 1
+            frame = orjson.loads(text)
+            for item in frame["frames"] if frame["type"] == "batch" else [frame]:
+                kind = item["type"]
+                if kind == "readings":
+                    device = item["device"]
+                    if device in seqs and item["seq"] > seqs[device] + 1:
+                        tally.gaps += 1
+                    seqs[device] = item["seq"]
+                    for reading in item["items"]:
+                        published = reading["values"].get("pub")
+                        if published is not None:
+                            tally.readings += 1
+                            tally.latency.add((now - published) * 1000)
+                elif kind == "dropped":
+                    tally.dropped += sum(item["devices"].values())
+                elif kind == "snapshot":
+                    seqs[item["device"]] = item["seq"]
+
+
+async def run(args):
+    tally = Tally()
+    stop = asyncio.Event()
+    opened = asyncio.Semaphore(0)
+    tasks = [asyncio.create_task(watch(args, number, tally, opened, stop)) for number in range(args.sockets)]
+    for _ in range(args.sockets):
+        await opened.acquire()
+    print(json.dumps({"event": "open", "sockets": args.sockets}), flush=True)
+    await asyncio.sleep(args.seconds)
+    stop.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return tally.as_dict()
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--cookie", required=True)
+    parser.add_argument("--sockets", type=int, required=True)
+    parser.add_argument("--watch", choices=["device", "fleet", "idle"], required=True)
+    parser.add_argument("--devices", type=int, default=1)
+    parser.add_argument("--seconds", type=float, required=True)
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(run(args))), flush=True)
+
+
+if __name__ == "__main__":
+    main()

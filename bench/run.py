@@ -1,0 +1,315 @@
+"""Telehub's benchmark suite, against the real stack on this machine.
+
+    python -m bench.run            # the whole suite, a few minutes
+    python -m bench.run --quick    # seconds, small counts: what CI runs so the suite cannot rot
+    python -m bench.run --soak 10  # also a 10-minute soak at 5,000 readings/s
+
+It prints a table and writes the figures as JSON (--out). Scenarios:
+- ceiling: one backlog of readings queued at the broker, drained in turn by a bare paho
+  subscriber that only parses (the raw ceiling), the naive bridge (one group_send per reading,
+  as in the Channels tutorial) and our bridge, which stores every reading too.
+- ingest: readings offered at fixed rates for a while, 10 dashboards each watching a device.
+- fanout: a fleet at 1 Hz watched by many fleet dashboards.
+- idle: many idle dashboard sockets on one daphne: memory per socket, idle CPU.
+- soak: memory of every process at minute 2 and at the end.
+"""
+import argparse
+import json
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from bench.stack import Stack
+from bench.stats import Histogram, table
+
+FULL = {
+    "backlog": 60_000,
+    "ingest": [(1_000, 20), (5_000, 20), (10_000, 60)],
+    "fleet_devices": 1_000,
+    "fanout": (200, 20),
+    "idle_sockets": 2_000,
+}
+QUICK = {
+    "backlog": 3_000,
+    "ingest": [(500, 3)],
+    "fleet_devices": 50,
+    "fanout": (5, 3),
+    "idle_sockets": 50,
+}
+VALUES_PER_READING = 3  # bench.publisher sends temp, hum and pub
+
+
+def log(message):
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def finish(process, timeout):
+    """Waits for a helper process and returns the JSON of its last output line."""
+    out, err = process.communicate(timeout=timeout)
+    if process.returncode:
+        raise RuntimeError(f"{process.args} failed:\n{err[-3000:]}")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def wait_open(process):
+    """Waits for a dashboards process to report its sockets open."""
+    line = process.stdout.readline()
+    if '"open"' not in line:
+        raise RuntimeError(f"dashboards did not open: {line}{process.stderr.read()[-3000:]}")
+
+
+def publishers(stack, rate, seconds, devices):
+    """Load generators, one per 4,000 readings/s, each with its share of the devices."""
+    count = max(1, min(4, round(rate / 4000)))
+    share = devices // count
+    return [
+        stack.spawn("-m", "bench.publisher", "--url", stack.mosquitto.url, "--first", str(i * share),
+                    "--devices", str(share), "--rate", str(rate / count), "--seconds", str(seconds))
+        for i in range(count)
+    ]
+
+
+def dashboards(stack, sockets, watch, seconds, devices=1):
+    per_process = 500 if watch == "idle" else 100
+    processes = []
+    for first in range(0, sockets, per_process):
+        processes.append(stack.spawn(
+            "-m", "bench.dashboards", "--url", stack.url.replace("http", "ws", 1), "--cookie", stack.cookie,
+            "--sockets", str(min(per_process, sockets - first)), "--watch", watch, "--devices", str(devices),
+            "--seconds", str(seconds),
+        ))
+    for process in processes:
+        wait_open(process)
+    return processes
+
+
+def merged(results):
+    total = {"readings": 0, "frames": 0, "dropped": 0, "gaps": 0, "busiest_frames_per_second": 0}
+    latency = Histogram()
+    for result in results:
+        for key in ("readings", "frames", "dropped", "gaps"):
+            total[key] += result[key]
+        total["busiest_frames_per_second"] = max(total["busiest_frames_per_second"], result["busiest_frames_per_second"])
+        latency.merge(Histogram(result["latency_bins"]))
+    return total, latency
+
+
+class StorageWatch:
+    """Polls the database while readings flow: rows stored over time, and publish-to-stored latency."""
+
+    def __init__(self, stack):
+        self.stack = stack
+        self.start_rows = stack.stored_rows()
+        self.latency = Histogram()
+        self.first_change = None
+        self.last_change = time.time()
+        self.rows = self.start_rows
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def _poll(self):
+        while not self._stop.wait(0.1):
+            rows = self.stack.stored_rows()
+            now = time.time()
+            if rows != self.rows:
+                self.rows, self.last_change = rows, now
+                self.first_change = self.first_change or now
+                published = self.stack.newest_publish_time()
+                if published is not None:
+                    self.latency.add((now - published) * 1000)
+
+    def wait_for(self, rows, idle_timeout=15):
+        """Waits until `rows` more rows are stored, or nothing more is stored for `idle_timeout` s."""
+        while self.rows - self.start_rows < rows and time.time() - self.last_change < idle_timeout:
+            time.sleep(0.1)
+        self._stop.set()
+        self._thread.join()
+        return self.rows - self.start_rows
+
+
+def resources(stack, before, seconds):
+    after = stack.meter.cpu_seconds()
+    return {
+        name: {"cpu_percent": round(100 * (after[name] - before.get(name, 0)) / seconds, 1),
+               "peak_rss_mib": round(stack.meter.peak_rss.get(name, 0) / 2 ** 20, 1)}
+        for name in after
+    }
+
+
+def scenario_ceiling(stack, backlog):
+    log(f"ceiling: queueing {backlog:,} readings for the raw subscriber, the naive bridge and our bridge")
+    raw_id, naive_id = f"{stack.bridge_client_id}-raw", f"{stack.bridge_client_id}-naive"
+    for module, client_id in (("bench.raw_subscriber", raw_id), ("bench.naive_bridge", naive_id)):
+        finish(stack.spawn("-m", module, "--url", stack.mosquitto.url, "--client-id", client_id, "--expect", "0"), 60)
+    stack.stop_bridge()
+    for process in publishers(stack, 20_000, backlog / 20_000, stack.devices):
+        finish(process, 300)
+    rates = {}
+    for name, module, client_id in (("raw", "bench.raw_subscriber", raw_id), ("naive", "bench.naive_bridge", naive_id)):
+        log(f"ceiling: {name} drains the backlog")
+        result = finish(stack.spawn("-m", module, "--url", stack.mosquitto.url, "--client-id", client_id,
+                                    "--expect", str(backlog)), 600)
+        elapsed = (result["last"] or 0) - (result["first"] or 0)
+        rates[name] = {"drained": result["count"], "readings_per_s": round(result["count"] / elapsed) if elapsed > 0 else None}
+    log("ceiling: our bridge drains the backlog, storing every reading")
+    watch = StorageWatch(stack)
+    stack.start_bridge()
+    before = stack.meter.cpu_seconds()
+    stored = watch.wait_for(backlog * VALUES_PER_READING) // VALUES_PER_READING
+    elapsed = watch.last_change - (watch.first_change or watch.last_change)
+    rates["ours"] = {"drained": stored, "readings_per_s": round(stored / elapsed) if elapsed > 0 else None,
+                     "resources": resources(stack, before, elapsed)}
+    ours = rates["ours"]["readings_per_s"] or 0
+    for name in ("raw", "naive"):
+        if rates[name]["readings_per_s"]:
+            rates[f"ours_vs_{name}"] = round(ours / rates[name]["readings_per_s"], 2)
+    return rates
+
+
+def scenario_ingest(stack, rate, seconds, watchers=10):
+    log(f"ingest: {rate:,} readings/s offered for {seconds} s, {watchers} dashboards on one device each")
+    clients = dashboards(stack, watchers, "device", seconds + 8, devices=stack.devices)
+    watch = StorageWatch(stack)
+    stack.meter.reset_peaks()
+    before = stack.meter.cpu_seconds()
+    started = time.time()
+    published = sum(finish(process, seconds + 120)["published"] for process in publishers(stack, rate, seconds, stack.devices))
+    stored = watch.wait_for(published * VALUES_PER_READING) // VALUES_PER_READING
+    elapsed = watch.last_change - started
+    delivered, latency = merged(finish(process, 60) for process in clients)
+    return {
+        "offered_per_s": rate, "seconds": seconds, "published": published, "stored": stored,
+        "lost": published - stored, "stored_per_s": round(stored / elapsed) if elapsed > 0 else None,
+        "publish_to_stored": watch.latency.summary(), "delivered": delivered,
+        "delivered_per_s": round(delivered["readings"] / seconds), "publish_to_websocket": latency.summary(),
+        "resources": resources(stack, before, time.time() - started),
+    }
+
+
+def scenario_fanout(stack, sockets, seconds):
+    rate = stack.devices  # every device at 1 Hz
+    log(f"fanout: {stack.devices:,} devices at 1 Hz, {sockets} fleet dashboards, {seconds} s")
+    clients = dashboards(stack, sockets, "fleet", seconds + 5, devices=stack.devices)
+    stack.meter.reset_peaks()
+    before = stack.meter.cpu_seconds()
+    started = time.time()
+    published = sum(finish(process, seconds + 120)["published"] for process in publishers(stack, rate, seconds, stack.devices))
+    delivered, latency = merged(finish(process, 120) for process in clients)
+    return {
+        "devices": stack.devices, "sockets": sockets, "published": published, "delivered": delivered,
+        "delivered_per_s": round(delivered["readings"] / seconds), "expected_per_s": rate * sockets,
+        "publish_to_websocket": latency.summary(), "resources": resources(stack, before, time.time() - started),
+    }
+
+
+def scenario_idle(stack, sockets, seconds=10):
+    log(f"idle: {sockets:,} idle dashboard sockets on one daphne")
+    time.sleep(1)
+    rss_before = stack.meter.rss.get("daphne", 0)
+    clients = dashboards(stack, sockets, "idle", seconds + 3)
+    time.sleep(1.5)
+    rss_after = stack.meter.rss.get("daphne", 0)
+    before = stack.meter.cpu_seconds()
+    time.sleep(seconds)
+    cpu = resources(stack, before, seconds)["daphne"]["cpu_percent"]
+    for process in clients:
+        finish(process, 60)
+    return {"sockets": sockets, "kib_per_socket": round((rss_after - rss_before) / 1024 / sockets, 1),
+            "daphne_idle_cpu_percent": cpu}
+
+
+def scenario_soak(stack, minutes, rate=5_000):
+    log(f"soak: {rate:,} readings/s for {minutes} min")
+    processes = publishers(stack, rate, minutes * 60, stack.devices)
+    time.sleep(min(120, minutes * 60 / 5))
+    early = dict(stack.meter.rss)
+    for process in processes:
+        finish(process, minutes * 60 + 120)
+    late = dict(stack.meter.rss)
+    return {name: {"rss_mib_early": round(early[name] / 2 ** 20, 1), "rss_mib_end": round(late[name] / 2 ** 20, 1),
+                   "growth_percent": round(100 * (late[name] - early[name]) / early[name], 1)}
+            for name in early if name in late}
+
+
+def machine():
+    cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    model = next((line.split(":", 1)[1].strip() for line in cpu.splitlines() if line.startswith("Model name")), "?")
+    memory_kib = int(Path("/proc/meminfo").read_text().split()[1])
+    return {"cpu": model, "cores": len(__import__("os").sched_getaffinity(0)),
+            "memory_gib": round(memory_kib / 2 ** 20, 1), "python": platform.python_version()}
+
+
+def report(results):
+    rows = []
+    ceiling = results.get("ceiling")
+    if ceiling:
+        for name in ("raw", "naive", "ours"):
+            rows.append({"scenario": f"ceiling: {name}", "rate": ceiling[name]["readings_per_s"]})
+    for item in results.get("ingest", []):
+        rows.append({
+            "scenario": f"ingest {item['offered_per_s']:,}/s", "rate": item["stored_per_s"], "lost": item["lost"],
+            "delivered": item["delivered_per_s"], **{f"ws_{k}": v for k, v in item["publish_to_websocket"].items() if k != "samples"},
+            "stored_p99": item["publish_to_stored"]["p99_ms"],
+        })
+    fanout = results.get("fanout")
+    if fanout:
+        rows.append({"scenario": f"fanout {fanout['sockets']} fleet sockets", "delivered": fanout["delivered_per_s"],
+                     **{f"ws_{k}": v for k, v in fanout["publish_to_websocket"].items() if k != "samples"},
+                     "dropped": fanout["delivered"]["dropped"]})
+    print(table(rows, [("scenario", "scenario"), ("rate", "stored/s"), ("lost", "lost"), ("delivered", "delivered/s"),
+                       ("ws_p50_ms", "ws p50"), ("ws_p95_ms", "ws p95"), ("ws_p99_ms", "ws p99"), ("ws_max_ms", "ws max"),
+                       ("stored_p99", "stored p99"), ("dropped", "dropped")]))
+    if ceiling:
+        print(f"ours / raw ceiling: {ceiling.get('ours_vs_raw')}   ours / naive bridge: {ceiling.get('ours_vs_naive')}")
+    if "idle" in results:
+        idle = results["idle"]
+        print(f"idle: {idle['sockets']:,} sockets, {idle['kib_per_socket']} KiB each, daphne at {idle['daphne_idle_cpu_percent']}% CPU")
+    if "soak" in results:
+        print("soak: " + ", ".join(f"{name} {v['rss_mib_early']}→{v['rss_mib_end']} MiB ({v['growth_percent']}%)" for name, v in results["soak"].items()))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="seconds and small counts, to check the suite works")
+    parser.add_argument("--only", default="ceiling,ingest,fanout,idle", help="comma-separated scenarios")
+    parser.add_argument("--soak", type=float, default=0, help="also soak for this many minutes")
+    parser.add_argument("--layer", choices=["pubsub", "core"], default="pubsub", help="channels-redis layer")
+    parser.add_argument("--out", default="var/bench/results.json")
+    args = parser.parse_args()
+    sizes = QUICK if args.quick else FULL
+    scenarios = set(args.only.split(","))
+    command = "python -m bench.run " + shlex.join(sys.argv[1:])
+    results = {"command": command, "machine": machine(), "layer": args.layer, "quick": args.quick}
+    log(f"{command} on {results['machine']['cpu']}, {results['machine']['cores']} cores")
+    with tempfile.TemporaryDirectory(prefix="telehub-bench-") as workdir:
+        stack = Stack(workdir, devices=sizes["fleet_devices"], channel_layer=args.layer, log=log)
+        try:
+            stack.start()
+            if "ceiling" in scenarios:
+                results["ceiling"] = scenario_ceiling(stack, sizes["backlog"])
+            if "ingest" in scenarios:
+                results["ingest"] = [scenario_ingest(stack, rate, seconds) for rate, seconds in sizes["ingest"]]
+            if "fanout" in scenarios:
+                results["fanout"] = scenario_fanout(stack, *sizes["fanout"])
+            if "idle" in scenarios:
+                results["idle"] = scenario_idle(stack, sizes["idle_sockets"])
+            if args.soak:
+                results["soak"] = scenario_soak(stack, args.soak)
+        finally:
+            stack.stop()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print()
+    report(results)
+    print(f"\nfigures: {out}\ncommand: {command}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""The stack a benchmark runs against: throwaway Redis and Mosquitto, the hub's bridge and daphne
+as separate processes, an SQLite database in a temporary directory; and the CPU and memory
+of every process, sampled while it runs."""
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+from tests.live import HubProcess, unique_id
+from tests.servers import MosquittoServer, RedisServer, free_port, wait_for_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class ResourceMeter:
+    """Samples the CPU time and memory of named processes every half second."""
+
+    def __init__(self):
+        self.processes = {}  # name -> psutil.Process
+        self.peak_rss = {}
+        self.rss = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample_forever, daemon=True)
+        self._thread.start()
+
+    def watch(self, name, pid):
+        self.processes[name] = psutil.Process(pid)
+        self.peak_rss[name] = 0
+
+    def forget(self, name):
+        self.processes.pop(name, None)
+
+    def cpu_seconds(self):
+        times = {}
+        for name, process in list(self.processes.items()):
+            try:
+                cpu = process.cpu_times()
+                times[name] = cpu.user + cpu.system
+            except psutil.NoSuchProcess:
+                pass
+        return times
+
+    def reset_peaks(self):
+        for name in self.peak_rss:
+            self.peak_rss[name] = self.rss.get(name, 0)
+
+    def _sample_forever(self):
+        while not self._stop.wait(0.5):
+            for name, process in list(self.processes.items()):
+                try:
+                    rss = process.memory_info().rss
+                except psutil.NoSuchProcess:
+                    continue
+                self.rss[name] = rss
+                self.peak_rss[name] = max(self.peak_rss.get(name, 0), rss)
+
+    def stop(self):
+        self._stop.set()
+
+
+class Stack:
+    def __init__(self, workdir, devices, channel_layer="pubsub", batch_window_ms=10, log=print):
+        self.workdir = Path(workdir)
+        self.devices = devices
+        self.log = log
+        self.redis = RedisServer(tmpdir=self._dir("redis"))
+        self.mosquitto = MosquittoServer(tmpdir=self._dir("mosquitto"))
+        self.database = self.workdir / "bench.sqlite3"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.meter = ResourceMeter()
+        self.bridge_client_id = unique_id("bench-bridge")
+        self.env = {
+            **os.environ,
+            "HUB_SECRET_KEY": "bench-secret-key-not-for-production",
+            "HUB_DATABASE_URL": f"sqlite:///{self.database}",
+            "HUB_REDIS_URL": self.redis.url,
+            "HUB_CHANNEL_LAYER": channel_layer,
+            "HUB_MQTT_URL": self.mosquitto.url,
+            "HUB_MQTT_CLIENT_ID": self.bridge_client_id,
+            "HUB_BATCH_WINDOW_MS": str(batch_window_ms),
+            "HUB_BRIDGE_STATS_INTERVAL": "5",
+            "HUB_DATA_DIR": str(self.workdir),
+            "HUB_LOG_LEVEL": "WARNING",
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.bridge = HubProcess("bridge", [sys.executable, "manage.py", "runbridge"], self.env, self.workdir / "bridge.log")
+        self.web = HubProcess(
+            "daphne",
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "hub.asgi:application"],
+            self.env,
+            self.workdir / "daphne.log",
+        )
+        self.cookie = None
+
+    def _dir(self, name):
+        path = self.workdir / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def start(self):
+        self.redis.start()
+        self.mosquitto.start()
+        self.meter.watch("redis", self.redis.process.pid)
+        self.meter.watch("mosquitto", self.mosquitto.process.pid)
+        self.log(f"stack: redis {self.redis.url}, mosquitto {self.mosquitto.url}, database {self.database}")
+        self.run_python("manage.py", "migrate", "--verbosity", "0")
+        prepared = self.run_python("-m", "bench.prepare", "--devices", str(self.devices))
+        self.cookie = json.loads(prepared.splitlines()[-1])["cookie"]
+        self.web.start()
+        wait_for_port("127.0.0.1", self.port, 30)
+        self.meter.watch("daphne", self.web.process.pid)
+        self.start_bridge()
+        self.log(f"stack: daphne on {self.url}, bridge connected, {self.devices} devices registered")
+
+    def start_bridge(self):
+        # The bridge logs at WARNING here to keep the measurement honest; wait for its heartbeat.
+        heartbeat = self.workdir / "bridge.heartbeat"
+        heartbeat.unlink(missing_ok=True)
+        self.bridge.start()
+        deadline = time.monotonic() + 30
+        while not heartbeat.exists():
+            if self.bridge.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the bridge did not connect:\n{self.bridge.log()[-2000:]}")
+            time.sleep(0.05)
+        self.meter.watch("bridge", self.bridge.process.pid)
+
+    def stop_bridge(self):
+        self.meter.forget("bridge")
+        self.bridge.stop()
+
+    def run_python(self, *args):
+        result = subprocess.run(
+            [sys.executable, *args], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=600
+        )
+        if result.returncode:
+            raise RuntimeError(f"{' '.join(args)} failed:\n{result.stderr[-3000:]}")
+        return result.stdout
+
+    def spawn(self, *args):
+        """Starts a Python helper (load generator, clients) in the hub's environment."""
+        return subprocess.Popen(
+            [sys.executable, *args], cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+
+    def stored_rows(self):
+        """The id of the newest stored reading value: rows only ever get higher ids."""
+        with sqlite3.connect(f"file:{self.database}?mode=ro", uri=True, timeout=10) as db:
+            return db.execute("SELECT COALESCE(MAX(id), 0) FROM telemetry_reading").fetchone()[0]
+
+    def newest_publish_time(self):
+        """The publish time carried by the newest stored reading, if any."""
+        with sqlite3.connect(f"file:{self.database}?mode=ro", uri=True, timeout=10) as db:
+            row = db.execute("SELECT num FROM telemetry_reading WHERE key = 'pub' ORDER BY id DESC LIMIT 1").fetchone()
+        return row[0] if row else None
+
+    def stop(self):
+        self.meter.stop()
+        for process in (self.bridge, self.web):
+            try:
+                process.stop()
+            except AssertionError as error:
+                self.log(f"stack: {error}")
+        self.mosquitto.stop()
+        self.redis.stop()
