@@ -51,9 +51,10 @@ def log(message):
 def finish(process, timeout):
     """Waits for a helper process and returns the JSON of its last output line."""
     out, err = process.communicate(timeout=timeout)
-    if process.returncode:
-        raise RuntimeError(f"{process.args} failed:\n{err[-3000:]}")
-    return json.loads(out.strip().splitlines()[-1])
+    lines = out.strip().splitlines()
+    if process.returncode or not lines:
+        raise RuntimeError(f"{shlex.join(process.args)} failed ({process.returncode}):\n{err[-3000:]}")
+    return json.loads(lines[-1])
 
 
 def wait_open(process):
@@ -287,28 +288,38 @@ def main():
     command = "python -m bench.run " + shlex.join(sys.argv[1:])
     results = {"command": command, "machine": machine(), "layer": args.layer, "quick": args.quick}
     log(f"{command} on {results['machine']['cpu']}, {results['machine']['cores']} cores")
+    runs = {
+        "ceiling": lambda stack: scenario_ceiling(stack, sizes["backlog"]),
+        "ingest": lambda stack: [scenario_ingest(stack, rate, seconds) for rate, seconds in sizes["ingest"]],
+        "fanout": lambda stack: scenario_fanout(stack, *sizes["fanout"]),
+        "idle": lambda stack: scenario_idle(stack, sizes["idle_sockets"]),
+        "soak": lambda stack: scenario_soak(stack, args.soak),
+    }
+    if args.soak:
+        scenarios.add("soak")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    failed = []
     with tempfile.TemporaryDirectory(prefix="telehub-bench-") as workdir:
         stack = Stack(workdir, devices=sizes["fleet_devices"], channel_layer=args.layer, log=log)
         try:
             stack.start()
-            if "ceiling" in scenarios:
-                results["ceiling"] = scenario_ceiling(stack, sizes["backlog"])
-            if "ingest" in scenarios:
-                results["ingest"] = [scenario_ingest(stack, rate, seconds) for rate, seconds in sizes["ingest"]]
-            if "fanout" in scenarios:
-                results["fanout"] = scenario_fanout(stack, *sizes["fanout"])
-            if "idle" in scenarios:
-                results["idle"] = scenario_idle(stack, sizes["idle_sockets"])
-            if args.soak:
-                results["soak"] = scenario_soak(stack, args.soak)
+            for name, run in runs.items():
+                if name not in scenarios:
+                    continue
+                try:
+                    results[name] = run(stack)
+                except Exception as error:  # one broken scenario must not lose the others' figures
+                    log(f"{name} failed: {error}")
+                    failed.append(name)
+                out.write_text(json.dumps(results, indent=2))
         finally:
             stack.stop()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
     print()
     report(results)
     print(f"\nfigures: {out}\ncommand: {command}")
+    if failed:
+        sys.exit(f"failed scenarios: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

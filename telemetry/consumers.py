@@ -1,5 +1,6 @@
 """Websockets for dashboards: live readings, status and commands (docs/protocol.md)."""
 import asyncio
+from collections import Counter
 
 import orjson
 from channels.db import database_sync_to_async
@@ -36,6 +37,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             await self.close(code=UNAUTHENTICATED)
             return
         self.watched = {}  # device id -> seq of the last readings frame forwarded
+        self.shards = Counter()  # shard -> watched devices in it
         self.outbox = Outbox(settings.WS_MAX_PENDING_FRAMES)
         self.sender = asyncio.create_task(self._send_forever())
         await self.opened()
@@ -46,8 +48,8 @@ class DashboardConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code):
         if self.sender is not None:
             self.sender.cancel()
-        for device_id in self.watched or ():
-            await self.channel_layer.group_discard(events.device_group(device_id), self.channel_name)
+        if self.watched:
+            await self.unwatch(list(self.watched))
 
     async def receive(self, text_data=None, bytes_data=None):
         if self.watched is None:
@@ -69,10 +71,15 @@ class DashboardConsumer(AsyncWebsocketConsumer):
     # Watching devices.
 
     async def watch(self, device_ids):
-        """Joins the devices' groups, then sends their snapshots; frames older than a snapshot are skipped."""
+        """Joins the devices' groups and their shards' groups, then sends their snapshots;
+        frames older than a snapshot are skipped."""
         new = [device_id for device_id in device_ids if device_id not in self.watched]
         for device_id in new:
             await self.channel_layer.group_add(events.device_group(device_id), self.channel_name)
+            shard = events.live_shard(device_id)
+            if not self.shards[shard]:
+                await self.channel_layer.group_add(events.shard_group(shard), self.channel_name)
+            self.shards[shard] += 1
             self.watched[device_id] = -1
         for snapshot in await database_sync_to_async(device_snapshots)(new):
             self.watched[snapshot["device"]] = snapshot["seq"]
@@ -80,16 +87,23 @@ class DashboardConsumer(AsyncWebsocketConsumer):
 
     async def unwatch(self, device_ids):
         for device_id in device_ids:
-            if self.watched.pop(device_id, None) is not None:
-                await self.channel_layer.group_discard(events.device_group(device_id), self.channel_name)
+            if self.watched.pop(device_id, None) is None:
+                continue
+            await self.channel_layer.group_discard(events.device_group(device_id), self.channel_name)
+            shard = events.live_shard(device_id)
+            self.shards[shard] -= 1
+            if not self.shards[shard]:
+                await self.channel_layer.group_discard(events.shard_group(shard), self.channel_name)
 
-    async def device_readings(self, event):
-        device_id = event["device"]
-        last_seq = self.watched.get(device_id)
-        if last_seq is None or event["seq"] <= last_seq:
-            return
-        self.watched[device_id] = event["seq"]
-        self.outbox.put(device_id, event["frame"])
+    async def live_readings(self, event):
+        """A flush's frames for one shard: forwards those of watched devices that are newer than
+        what the socket has."""
+        watched = self.watched
+        for device_id, seq, text in event["frames"]:
+            last_seq = watched.get(device_id)
+            if last_seq is not None and seq > last_seq:
+                watched[device_id] = seq
+                self.outbox.put(device_id, text)
 
     async def device_status(self, event):
         if event["device"] in self.watched:
@@ -98,13 +112,17 @@ class DashboardConsumer(AsyncWebsocketConsumer):
     device_command = device_status
 
     async def _send_forever(self):
+        """Sends what waits as one websocket message, at most once per `send_interval`: a lone
+        frame as it is, several as a batch frame."""
         while True:
             await self.outbox.ready.wait()
             texts, dropped = self.outbox.take()
             if dropped:
-                await self.send(text_data=orjson.dumps({"type": "dropped", "devices": dropped}).decode())
-            for text in texts:
-                await self.send(text_data=text)
+                texts.insert(0, orjson.dumps({"type": "dropped", "devices": dropped}).decode())
+            if len(texts) == 1:
+                await self.send(text_data=texts[0])
+            else:
+                await self.send(text_data='{"type":"batch","frames":[' + ",".join(texts) + "]}")
             await asyncio.sleep(self.send_interval)
 
     # Commands.

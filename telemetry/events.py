@@ -1,10 +1,16 @@
 """The messages that cross the channel layer, and the dashboard frames they carry.
 
-The bridge publishes each device's events to the device's group; dashboards' consumers
-forward the frame text as it is, so a frame is encoded once whatever the number of sockets.
+Readings go to shard groups: each flush of the bridge sends one message per shard holding
+the frames of every device in that shard, so the channel layer carries a bounded number of
+messages whatever the number of devices. Status and command events, which are rare, go to
+the device's own group. Consumers forward a frame's text as it is, so a frame is encoded once
+whatever the number of sockets.
 Values are plain JSON types and epoch milliseconds: msgpack carries no datetime, UUID or Decimal.
 """
+import zlib
+
 import orjson
+from django.conf import settings
 
 # The named channel the bridge listens on for commands to send (see hub/asgi.py).
 BRIDGE_COMMANDS_CHANNEL = "bridge.commands"
@@ -19,12 +25,27 @@ def to_ms(moment):
     return None if moment is None else int(moment.timestamp() * 1000)
 
 
-def readings_event(device_id, seq, samples):
-    """One readings frame: `seq` rises by one per frame of a device, so a gap shows a loss."""
+def live_shard(device_id):
+    """The shard whose group carries a device's readings: crc32 keeps it stable across processes."""
+    return zlib.crc32(device_id.encode()) % settings.LIVE_SHARDS
+
+
+def shard_group(shard):
+    return f"live.{shard}"
+
+
+def readings_frame(device_id, seq, samples):
+    """One device's readings frame, as (device, seq, text): `seq` rises by one per frame of a
+    device, so a gap shows a loss."""
     frame = {"type": "readings", "device": device_id, "seq": seq, "items": [
         {"ts": sample.ts, "values": sample.values} for sample in samples
     ]}
-    return {"type": "device.readings", "device": device_id, "seq": seq, "frame": _text(frame)}
+    return [device_id, seq, _text(frame)]
+
+
+def readings_event(frames):
+    """The readings frames of one flush for one shard's group; consumers keep the devices they watch."""
+    return {"type": "live.readings", "frames": frames}
 
 
 def status_event(device_id, online, ts_ms):

@@ -164,21 +164,25 @@ class Dashboard:
     def __init__(self, socket):
         self.socket = socket
         self.seen = []
+        self.unread = []  # frames of a batch not looked at yet
 
     def send(self, **frame):
         self.socket.send(orjson.dumps(frame).decode())
 
     def frame(self, timeout=TIMEOUT, **match):
-        """The next frame whose fields equal `match`; other frames are kept in `seen`."""
+        """The next frame whose fields equal `match`, batches unpacked; other frames are kept in `seen`."""
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise AssertionError(f"no frame matching {match} within {timeout} s; saw {self.seen[-10:]}")
-            try:
-                frame = orjson.loads(self.socket.recv(timeout=remaining))
-            except TimeoutError:
-                continue
+            if not self.unread:
+                try:
+                    message = orjson.loads(self.socket.recv(timeout=remaining))
+                except TimeoutError:
+                    continue
+                self.unread = message["frames"] if message["type"] == "batch" else [message]
+            frame = self.unread.pop(0)
             self.seen.append(frame)
             if all(frame.get(key) == value for key, value in match.items()):
                 return frame

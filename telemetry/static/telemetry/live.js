@@ -22,7 +22,11 @@ export class LiveSocket {
       this.onState("open");
       this.onOpen(this);
     };
-    this.socket.onmessage = (event) => this.onFrame(JSON.parse(event.data));
+    this.socket.onmessage = (event) => {
+      const frame = JSON.parse(event.data);
+      if (frame.type === "batch") frame.frames.forEach(this.onFrame);
+      else this.onFrame(frame);
+    };
     this.socket.onclose = (event) => {
       if (event.code === 4401) {
         location.assign(`/accounts/login/?next=${encodeURIComponent(location.pathname)}`);
