@@ -16,6 +16,7 @@ from telemetry.outbox import Outbox
 from telemetry.snapshots import device_snapshots
 
 UNAUTHENTICATED = 4401
+SNAPSHOTS_PER_MESSAGE = 500
 FORBIDDEN = 4403
 
 
@@ -81,9 +82,12 @@ class DashboardConsumer(AsyncWebsocketConsumer):
                 await self.channel_layer.group_add(events.shard_group(shard), self.channel_name)
             self.shards[shard] += 1
             self.watched[device_id] = -1
-        for snapshot in await database_sync_to_async(device_snapshots)(new):
+        snapshots = await database_sync_to_async(device_snapshots)(new)
+        for snapshot in snapshots:
             self.watched[snapshot["device"]] = snapshot["seq"]
-            await self.send(text_data=orjson.dumps(snapshot).decode())
+        texts = [orjson.dumps(snapshot).decode() for snapshot in snapshots]
+        for start in range(0, len(texts), SNAPSHOTS_PER_MESSAGE):
+            await self.send_frames(texts[start:start + SNAPSHOTS_PER_MESSAGE])
 
     async def unwatch(self, device_ids):
         for device_id in device_ids:
@@ -119,11 +123,15 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             texts, dropped = self.outbox.take()
             if dropped:
                 texts.insert(0, orjson.dumps({"type": "dropped", "devices": dropped}).decode())
-            if len(texts) == 1:
-                await self.send(text_data=texts[0])
-            else:
-                await self.send(text_data='{"type":"batch","frames":[' + ",".join(texts) + "]}")
+            await self.send_frames(texts)
             await asyncio.sleep(self.send_interval)
+
+    async def send_frames(self, texts):
+        """Sends encoded frames as one websocket message: alone as they are, several as a batch."""
+        if len(texts) == 1:
+            await self.send(text_data=texts[0])
+        elif texts:
+            await self.send(text_data='{"type":"batch","frames":[' + ",".join(texts) + "]}")
 
     # Commands.
 
