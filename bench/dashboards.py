@@ -25,15 +25,26 @@ class Tally:
         self.dropped = 0
         self.gaps = 0
         self.busiest_frames_per_second = 0
+        self.failed = 0
+        self.errors = set()
 
     def as_dict(self):
         return {
-            "readings": self.readings, "frames": self.frames, "dropped": self.dropped, "gaps": self.gaps,
+            "failed_sockets": self.failed, "errors": sorted(self.errors), "readings": self.readings, "frames": self.frames, "dropped": self.dropped, "gaps": self.gaps,
             "busiest_frames_per_second": self.busiest_frames_per_second, "latency_bins": self.latency.bins,
         }
 
 
 async def watch(args, number, tally, opened, stop):
+    try:
+        await stream(args, number, tally, opened, stop)
+    except Exception as error:  # a socket that fails is counted, and must not stall the others
+        tally.failed += 1
+        tally.errors.add(repr(error)[:200])
+        opened.release()
+
+
+async def stream(args, number, tally, opened, stop):
     origin = args.url.replace("ws", "http", 1)
     if args.watch == "device":
         path = f"/ws/devices/{device_ids(args.devices)[number % args.devices]}/"
@@ -88,7 +99,11 @@ async def run(args):
     tally = Tally()
     stop = asyncio.Event()
     opened = asyncio.Semaphore(0)
-    tasks = [asyncio.create_task(watch(args, number, tally, opened, stop)) for number in range(args.sockets)]
+    tasks = []
+    for number in range(args.sockets):
+        # Dashboards arrive one after another, not all in the same instant.
+        tasks.append(asyncio.create_task(watch(args, number, tally, opened, stop)))
+        await asyncio.sleep(args.ramp / args.sockets)
     for _ in range(args.sockets):
         await opened.acquire()
     print(json.dumps({"event": "open", "sockets": args.sockets}), flush=True)
@@ -106,6 +121,7 @@ def main():
     parser.add_argument("--watch", choices=["device", "fleet", "idle"], required=True)
     parser.add_argument("--devices", type=int, default=1)
     parser.add_argument("--seconds", type=float, required=True)
+    parser.add_argument("--ramp", type=float, default=2.0, help="seconds over which the sockets connect")
     args = parser.parse_args()
     print(json.dumps(asyncio.run(run(args))), flush=True)
 

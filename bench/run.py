@@ -75,14 +75,15 @@ def publishers(stack, rate, seconds, devices):
     ]
 
 
-def dashboards(stack, sockets, watch, seconds, devices=1):
+def dashboards(stack, sockets, watch, seconds, devices=1, ramp=2.0):
+    """Dashboard client processes, their sockets open (connected over `ramp` seconds)."""
     per_process = 500 if watch == "idle" else 100
     processes = []
     for first in range(0, sockets, per_process):
         processes.append(stack.spawn(
             "-m", "bench.dashboards", "--url", stack.url.replace("http", "ws", 1), "--cookie", stack.cookie,
             "--sockets", str(min(per_process, sockets - first)), "--watch", watch, "--devices", str(devices),
-            "--seconds", str(seconds),
+            "--seconds", str(seconds), "--ramp", str(ramp),
         ))
     for process in processes:
         wait_open(process)
@@ -90,13 +91,16 @@ def dashboards(stack, sockets, watch, seconds, devices=1):
 
 
 def merged(results):
-    total = {"readings": 0, "frames": 0, "dropped": 0, "gaps": 0, "busiest_frames_per_second": 0}
+    total = {"failed_sockets": 0, "readings": 0, "frames": 0, "dropped": 0, "gaps": 0, "busiest_frames_per_second": 0}
+    errors = set()
     latency = Histogram()
     for result in results:
-        for key in ("readings", "frames", "dropped", "gaps"):
+        errors.update(result["errors"])
+        for key in ("failed_sockets", "readings", "frames", "dropped", "gaps"):
             total[key] += result[key]
         total["busiest_frames_per_second"] = max(total["busiest_frames_per_second"], result["busiest_frames_per_second"])
         latency.merge(Histogram(result["latency_bins"]))
+    total["errors"] = sorted(errors)
     return total, latency
 
 
@@ -196,7 +200,7 @@ def scenario_ingest(stack, rate, seconds, watchers=10):
 def scenario_fanout(stack, sockets, seconds):
     rate = stack.devices  # every device at 1 Hz
     log(f"fanout: {stack.devices:,} devices at 1 Hz, {sockets} fleet dashboards, {seconds} s")
-    clients = dashboards(stack, sockets, "fleet", seconds + 5, devices=stack.devices)
+    clients = dashboards(stack, sockets, "fleet", seconds + 5, devices=stack.devices, ramp=sockets / 20)
     stack.meter.reset_peaks()
     before = stack.meter.cpu_seconds()
     started = time.time()
@@ -219,9 +223,9 @@ def scenario_idle(stack, sockets, seconds=10):
     before = stack.meter.cpu_seconds()
     time.sleep(seconds)
     cpu = resources(stack, before, seconds)["daphne"]["cpu_percent"]
-    for process in clients:
-        finish(process, 60)
-    return {"sockets": sockets, "kib_per_socket": round((rss_after - rss_before) / 1024 / sockets, 1),
+    failed = sum(finish(process, 60)["failed_sockets"] for process in clients)
+    return {"sockets": sockets, "failed_sockets": failed,
+            "kib_per_socket": round((rss_after - rss_before) / 1024 / (sockets - failed), 1),
             "daphne_idle_cpu_percent": cpu}
 
 
@@ -281,6 +285,7 @@ def main():
     parser.add_argument("--only", default="ceiling,ingest,fanout,idle", help="comma-separated scenarios")
     parser.add_argument("--soak", type=float, default=0, help="also soak for this many minutes")
     parser.add_argument("--layer", choices=["pubsub", "core"], default="pubsub", help="channels-redis layer")
+    parser.add_argument("--batch-window-ms", type=int, default=None, help="the bridge's HUB_BATCH_WINDOW_MS")
     parser.add_argument("--out", default="var/bench/results.json")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
@@ -301,7 +306,8 @@ def main():
     out.parent.mkdir(parents=True, exist_ok=True)
     failed = []
     with tempfile.TemporaryDirectory(prefix="telehub-bench-") as workdir:
-        stack = Stack(workdir, devices=sizes["fleet_devices"], channel_layer=args.layer, log=log)
+        stack = Stack(workdir, devices=sizes["fleet_devices"], channel_layer=args.layer,
+                      batch_window_ms=args.batch_window_ms, log=log)
         try:
             stack.start()
             for name, run in runs.items():

@@ -65,7 +65,7 @@ class ResourceMeter:
 
 
 class Stack:
-    def __init__(self, workdir, devices, channel_layer="pubsub", batch_window_ms=10, log=print):
+    def __init__(self, workdir, devices, channel_layer="pubsub", batch_window_ms=None, log=print):
         self.workdir = Path(workdir)
         self.devices = devices
         self.log = log
@@ -84,12 +84,13 @@ class Stack:
             "HUB_CHANNEL_LAYER": channel_layer,
             "HUB_MQTT_URL": self.mosquitto.url,
             "HUB_MQTT_CLIENT_ID": self.bridge_client_id,
-            "HUB_BATCH_WINDOW_MS": str(batch_window_ms),
             "HUB_BRIDGE_STATS_INTERVAL": "5",
             "HUB_DATA_DIR": str(self.workdir),
             "HUB_LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
         }
+        if batch_window_ms is not None:
+            self.env["HUB_BATCH_WINDOW_MS"] = str(batch_window_ms)
         self.bridge = HubProcess("bridge", [sys.executable, "manage.py", "runbridge"], self.env, self.workdir / "bridge.log")
         self.web = HubProcess(
             "daphne",

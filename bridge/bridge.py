@@ -213,18 +213,15 @@ class Bridge:
         self.counts["stored"] += sum(
             len(sample.values) for device_id in seqs for sample in batch.samples[device_id]
         )
-        frames_by_shard = defaultdict(list)
-        for device_id, seq in seqs.items():
-            frame = events.readings_frame(device_id, seq, batch.samples[device_id])
-            frames_by_shard[events.live_shard(device_id)].append(frame)
-        # One message per shard, however many devices the flush holds.
-        for shard, frames in frames_by_shard.items():
-            await self._publish(events.shard_group(shard), events.readings_event(frames))
+        if seqs:
+            # One message for the whole flush, however many devices it holds.
+            frames = [events.readings_frame(device_id, seq, batch.samples[device_id]) for device_id, seq in seqs.items()]
+            await self._publish(events.readings_event(frames))
 
-    async def _publish(self, group, event):
-        """Sends an event to a group of dashboards; a channel layer outage loses live frames only."""
+    async def _publish(self, event):
+        """Sends a live event to the web processes; a channel layer outage loses live frames only."""
         try:
-            await self.channel_layer.group_send(group, event)
+            await self.channel_layer.group_send(events.LIVE_GROUP, event)
         except Exception as exc:
             self.counts["live_failed"] += 1
             if not self._layer_failing:
@@ -250,7 +247,7 @@ class Bridge:
         if not known:
             self.rejects.reject(device_id, "unknown_device", "no device with this id is registered")
             return
-        await self._publish(events.device_group(device_id), events.status_event(device_id, online, events.to_ms(now)))
+        await self._publish(events.status_event(device_id, online, events.to_ms(now)))
         if online:
             for command_id in await self._with_db_retry(commands.sendable_ids, now, device_id):
                 await self.dispatch_command(command_id)
@@ -266,7 +263,7 @@ class Bridge:
         if command is None:
             self.rejects.reject(device_id, "unknown_command", f"no command {answer.command_id} awaits an answer")
             return
-        await self._publish(events.device_group(device_id), events.command_event(command))
+        await self._publish(events.command_event(command))
 
     async def dispatch_command(self, command_id):
         """Sends a pending command if its device is online; otherwise it waits for the device."""
@@ -283,7 +280,7 @@ class Bridge:
             await self._with_db_retry(commands.release, command.id)
             return
         logger.info("sent command %s %r to %s", command.id, command.name, command.device_id)
-        await self._publish(events.device_group(command.device_id), events.command_event(command))
+        await self._publish(events.command_event(command))
 
     async def _sweep_commands_forever(self):
         """Expires commands whose ttl ran out and sends any that wait for an online device
@@ -293,7 +290,7 @@ class Bridge:
             now = timezone.now()
             for command in await self._with_db_retry(commands.expire_due, now):
                 logger.info("command %s %r to %s expired", command.id, command.name, command.device_id)
-                await self._publish(events.device_group(command.device_id), events.command_event(command))
+                await self._publish(events.command_event(command))
             if self.mqtt.connected.is_set():
                 for command_id in await self._with_db_retry(commands.sendable_ids, now):
                     await self.dispatch_command(command_id)

@@ -161,9 +161,6 @@ BRIDGE_HEARTBEAT_FILE = Path(env_str("HUB_BRIDGE_HEARTBEAT_FILE", str(DATA_DIR /
 
 # Dashboards and commands.
 WS_MAX_PENDING_FRAMES = env_int("HUB_WS_MAX_PENDING_FRAMES", 500, minimum=1)
-# Readings reach dashboards through this many channel-layer groups; every bridge and web
-# process must use the same number.
-LIVE_SHARDS = env_int("HUB_LIVE_SHARDS", 16, minimum=1)
 COMMAND_DEFAULT_TTL = env_int("HUB_COMMAND_DEFAULT_TTL", 60, minimum=1)
 COMMAND_MAX_TTL = env_int("HUB_COMMAND_MAX_TTL", 86400, minimum=1)
 API_MAX_POINTS = env_int("HUB_API_MAX_POINTS", 5000, minimum=10)

@@ -1,6 +1,5 @@
 """Websockets for dashboards: live readings, status and commands (docs/protocol.md)."""
 import asyncio
-from collections import Counter
 
 import orjson
 from channels.db import database_sync_to_async
@@ -13,6 +12,7 @@ from telemetry import events
 from telemetry.announce import announce_command
 from telemetry.frames import ALL_DEVICES, FrameError, SendCommand, Subscribe, Unsubscribe, parse_client_frame
 from telemetry.outbox import Outbox
+from telemetry.relay import relay_for
 from telemetry.snapshots import device_snapshots
 
 UNAUTHENTICATED = 4401
@@ -38,7 +38,6 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             await self.close(code=UNAUTHENTICATED)
             return
         self.watched = {}  # device id -> seq of the last readings frame forwarded
-        self.shards = Counter()  # shard -> watched devices in it
         self.outbox = Outbox(settings.WS_MAX_PENDING_FRAMES)
         self.sender = asyncio.create_task(self._send_forever())
         await self.opened()
@@ -72,48 +71,32 @@ class DashboardConsumer(AsyncWebsocketConsumer):
     # Watching devices.
 
     async def watch(self, device_ids):
-        """Joins the devices' groups and their shards' groups, then sends their snapshots;
-        frames older than a snapshot are skipped."""
+        """Has the process's live relay hand this socket the devices' frames, then sends their
+        snapshots; frames older than a snapshot are skipped."""
         new = [device_id for device_id in device_ids if device_id not in self.watched]
         for device_id in new:
-            await self.channel_layer.group_add(events.device_group(device_id), self.channel_name)
-            shard = events.live_shard(device_id)
-            if not self.shards[shard]:
-                await self.channel_layer.group_add(events.shard_group(shard), self.channel_name)
-            self.shards[shard] += 1
             self.watched[device_id] = -1
+        await relay_for(self.channel_layer).watch(self, new)
         snapshots = await database_sync_to_async(device_snapshots)(new)
         for snapshot in snapshots:
-            self.watched[snapshot["device"]] = snapshot["seq"]
+            self.watched[snapshot["device"]] = max(self.watched[snapshot["device"]], snapshot["seq"])
         texts = [orjson.dumps(snapshot).decode() for snapshot in snapshots]
         for start in range(0, len(texts), SNAPSHOTS_PER_MESSAGE):
             await self.send_frames(texts[start:start + SNAPSHOTS_PER_MESSAGE])
 
     async def unwatch(self, device_ids):
-        for device_id in device_ids:
-            if self.watched.pop(device_id, None) is None:
-                continue
-            await self.channel_layer.group_discard(events.device_group(device_id), self.channel_name)
-            shard = events.live_shard(device_id)
-            self.shards[shard] -= 1
-            if not self.shards[shard]:
-                await self.channel_layer.group_discard(events.shard_group(shard), self.channel_name)
+        gone = [device_id for device_id in device_ids if self.watched.pop(device_id, None) is not None]
+        relay_for(self.channel_layer).unwatch(self, gone)
 
-    async def live_readings(self, event):
-        """A flush's frames for one shard: forwards those of watched devices that are newer than
-        what the socket has."""
-        watched = self.watched
-        for device_id, seq, text in event["frames"]:
-            last_seq = watched.get(device_id)
-            if last_seq is not None and seq > last_seq:
-                watched[device_id] = seq
-                self.outbox.put(device_id, text)
-
-    async def device_status(self, event):
-        if event["device"] in self.watched:
-            self.outbox.put(event["device"], event["frame"])
-
-    device_command = device_status
+    def live_frame(self, device_id, text, seq=None):
+        """A live frame of a watched device, from the relay: readings frames carry their seq,
+        and one no newer than what the socket has is skipped."""
+        if seq is not None:
+            last_seq = self.watched.get(device_id)
+            if last_seq is None or seq <= last_seq:
+                return
+            self.watched[device_id] = seq
+        self.outbox.put(device_id, text)
 
     async def _send_forever(self):
         """Sends what waits as one websocket message, at most once per `send_interval`: a lone

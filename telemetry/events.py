@@ -1,37 +1,23 @@
 """The messages that cross the channel layer, and the dashboard frames they carry.
 
-Readings go to shard groups: each flush of the bridge sends one message per shard holding
-the frames of every device in that shard, so the channel layer carries a bounded number of
-messages whatever the number of devices. Status and command events, which are rare, go to
-the device's own group. Consumers forward a frame's text as it is, so a frame is encoded once
-whatever the number of sockets.
+Every live event goes to one group, LIVE_GROUP, which each web process joins once (see
+telemetry.relay): the readings of one flush of the bridge as one message, and each status
+change and each step of a command as one message. The channel layer thus carries a bounded
+number of messages per flush whatever the number of devices and sockets. Frames are encoded
+here once and forwarded as text to every socket that watches their device.
 Values are plain JSON types and epoch milliseconds: msgpack carries no datetime, UUID or Decimal.
 """
-import zlib
-
 import orjson
-from django.conf import settings
 
 # The named channel the bridge listens on for commands to send (see hub/asgi.py).
 BRIDGE_COMMANDS_CHANNEL = "bridge.commands"
 
-
-def device_group(device_id):
-    """The channel-layer group of one device; its id pattern keeps the name valid."""
-    return f"device.{device_id}"
+# The group of every web process's live relay.
+LIVE_GROUP = "live"
 
 
 def to_ms(moment):
     return None if moment is None else int(moment.timestamp() * 1000)
-
-
-def live_shard(device_id):
-    """The shard whose group carries a device's readings: crc32 keeps it stable across processes."""
-    return zlib.crc32(device_id.encode()) % settings.LIVE_SHARDS
-
-
-def shard_group(shard):
-    return f"live.{shard}"
 
 
 def readings_frame(device_id, seq, samples):
@@ -44,13 +30,13 @@ def readings_frame(device_id, seq, samples):
 
 
 def readings_event(frames):
-    """The readings frames of one flush for one shard's group; consumers keep the devices they watch."""
+    """The readings frames of one flush, as readings_frame() makes them."""
     return {"type": "live.readings", "frames": frames}
 
 
 def status_event(device_id, online, ts_ms):
     frame = {"type": "status", "device": device_id, "online": online, "ts": ts_ms}
-    return {"type": "device.status", "device": device_id, "frame": _text(frame)}
+    return device_event(device_id, frame)
 
 
 def command_frame(command):
@@ -71,7 +57,12 @@ def command_frame(command):
 
 
 def command_event(command):
-    return {"type": "device.command", "device": command.device_id, "frame": _text(command_frame(command))}
+    return device_event(command.device_id, command_frame(command))
+
+
+def device_event(device_id, frame):
+    """Any other live frame: for the sockets that watch `device_id`."""
+    return {"type": "live.event", "device": device_id, "frame": _text(frame)}
 
 
 def command_dispatch_message(command_id):

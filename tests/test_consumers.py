@@ -35,9 +35,9 @@ async def connect(path, user):
 
 
 async def publish_readings(device_id, seq, values, ts=1_764_000_000_000):
-    """What the bridge sends after a flush: the device's frame in its shard's group."""
+    """What the bridge sends after a flush: the device's frame to every web process's relay."""
     frame = events.readings_frame(device_id, seq, [Sample(ts, values)])
-    await get_channel_layer().group_send(events.shard_group(events.live_shard(device_id)), events.readings_event([frame]))
+    await get_channel_layer().group_send(events.LIVE_GROUP, events.readings_event([frame]))
 
 
 async def frames(communicator):
@@ -56,7 +56,7 @@ async def test_the_device_socket_sends_a_snapshot_then_live_readings(people):
     communicator = await connect("/ws/devices/d1/", people["owner"])
     snapshot = await communicator.receive_json_from(timeout=2)
     assert (snapshot["type"], snapshot["device"], snapshot["seq"], snapshot["online"]) == ("snapshot", "d1", 0, False)
-    await publish_readings("d2", 1, {"temp": 5})  # another device, maybe in the same shard
+    await publish_readings("d2", 1, {"temp": 5})  # a device this socket does not watch
     await publish_readings("d1", 1, {"temp": 21.5})
     assert await frames(communicator) == [
         {"type": "readings", "device": "d1", "seq": 1, "items": [{"ts": 1_764_000_000_000, "values": {"temp": 21.5}}]}
@@ -112,6 +112,8 @@ async def test_unsubscribed_devices_stop_arriving(people):
     await communicator.send_json_to({"action": "subscribe", "devices": ["d1", "d2"]})
     assert len(await frames(communicator)) == 2
     await communicator.send_json_to({"action": "unsubscribe", "devices": ["d1"]})
+    await communicator.send_json_to({"action": "dance"})  # its error frame shows the unsubscribe was handled
+    assert (await communicator.receive_json_from(timeout=2))["code"] == "unknown_action"
     await publish_readings("d1", 1, {"temp": 1})
     await publish_readings("d2", 1, {"temp": 2})
     assert [frame["device"] for frame in await frames(communicator)] == ["d2"]
@@ -166,7 +168,7 @@ async def test_a_slow_socket_holds_a_bounded_number_of_frames_and_is_told_what_i
     await communicator.send_json_to({"action": "subscribe", "devices": ["d1"]})
     await communicator.receive_json_from(timeout=2)
     flush = [events.readings_frame("d1", seq, [Sample(1_764_000_000_000 + seq, {"v": seq})]) for seq in range(1, 11)]
-    await get_channel_layer().group_send(events.shard_group(events.live_shard("d1")), events.readings_event(flush))
+    await get_channel_layer().group_send(events.LIVE_GROUP, events.readings_event(flush))
     received = await frames(communicator)
     assert received[0] == {"type": "dropped", "devices": {"d1": 7}}
     assert [frame["seq"] for frame in received[1:]] == [8, 9, 10]
