@@ -154,7 +154,7 @@ MQTT_URL = env_str("HUB_MQTT_URL")
 MQTT_CLIENT_ID = env_str("HUB_MQTT_CLIENT_ID", "telehub-bridge")
 MQTT_SHARED_GROUP = env_str("HUB_MQTT_SHARED_GROUP")
 MAX_PAYLOAD_BYTES = env_int("HUB_MAX_PAYLOAD_BYTES", 65536, minimum=1)
-BATCH_WINDOW_MS = env_int("HUB_BATCH_WINDOW_MS", 10, minimum=0)
+BATCH_WINDOW_MS = env_int("HUB_BATCH_WINDOW_MS", 2, minimum=0)
 BRIDGE_STATS_INTERVAL = env_int("HUB_BRIDGE_STATS_INTERVAL", 60, minimum=1)
 # Touched every few seconds while the bridge is connected to the broker; health checks read its age.
 BRIDGE_HEARTBEAT_FILE = Path(env_str("HUB_BRIDGE_HEARTBEAT_FILE", str(DATA_DIR / "bridge.heartbeat")))
