@@ -10,6 +10,7 @@ It prints a table and writes the figures as JSON (--out). Scenarios:
   as in the Channels tutorial) and our bridge, which stores every reading too.
 - ingest: readings offered at fixed rates for a while, 10 dashboards each watching a device.
 - fanout: a fleet at 1 Hz watched by many fleet dashboards.
+- page: the fleet page in headless Chromium while the whole fleet reports every second.
 - idle: many idle dashboard sockets on one daphne: memory per socket, idle CPU.
 - soak: memory of every process at minute 2 and at the end.
 """
@@ -32,6 +33,7 @@ FULL = {
     "ingest": [(1_000, 20), (5_000, 20), (10_000, 60)],
     "fleet_devices": 1_000,
     "fanout": (200, 20),
+    "page_seconds": 10,
     "idle_sockets": 2_000,
 }
 QUICK = {
@@ -39,6 +41,7 @@ QUICK = {
     "ingest": [(500, 3)],
     "fleet_devices": 50,
     "fanout": (5, 3),
+    "page_seconds": 2,
     "idle_sockets": 50,
 }
 VALUES_PER_READING = 3  # bench.publisher sends temp, hum and pub
@@ -213,6 +216,19 @@ def scenario_fanout(stack, sockets, seconds):
     }
 
 
+def scenario_page(stack, seconds):
+    from bench.browser import measure_fleet_page
+
+    log(f"page: the fleet page in chromium while {stack.devices:,} devices report every second, {seconds} s")
+    load = []
+    figures = measure_fleet_page(
+        stack.url, stack.cookie, stack.devices, seconds,
+        lambda: load.extend(publishers(stack, stack.devices, seconds + 2, stack.devices)),
+    )
+    figures["load"] = sum(finish(process, seconds + 120)["published"] for process in load)
+    return figures
+
+
 def scenario_idle(stack, sockets, seconds=10):
     log(f"idle: {sockets:,} idle dashboard sockets on one daphne")
     time.sleep(1)
@@ -272,6 +288,11 @@ def report(results):
                        ("stored_p99", "stored p99"), ("dropped", "dropped")]))
     if ceiling:
         print(f"ours / raw ceiling: {ceiling.get('ours_vs_raw')}   ours / naive bridge: {ceiling.get('ours_vs_naive')}")
+    if "page" in results:
+        page = results["page"]
+        print(f"fleet page: {page['rows']:,} rows updating every second, {page['frames_per_s']} frames/s, "
+              f"frame interval p50 {page['frame_interval_p50_ms']} ms, p99 {page['frame_interval_p99_ms']} ms, "
+              f"{page['long_tasks']} long tasks")
     if "idle" in results:
         idle = results["idle"]
         print(f"idle: {idle['sockets']:,} sockets, {idle['kib_per_socket']} KiB each, daphne at {idle['daphne_idle_cpu_percent']}% CPU")
@@ -282,7 +303,7 @@ def report(results):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="seconds and small counts, to check the suite works")
-    parser.add_argument("--only", default="ceiling,ingest,fanout,idle", help="comma-separated scenarios")
+    parser.add_argument("--only", default="ceiling,ingest,fanout,page,idle", help="comma-separated scenarios")
     parser.add_argument("--soak", type=float, default=0, help="also soak for this many minutes")
     parser.add_argument("--layer", choices=["pubsub", "core"], default="pubsub", help="channels-redis layer")
     parser.add_argument("--batch-window-ms", type=int, default=None, help="the bridge's HUB_BATCH_WINDOW_MS")
@@ -297,6 +318,7 @@ def main():
         "ceiling": lambda stack: scenario_ceiling(stack, sizes["backlog"]),
         "ingest": lambda stack: [scenario_ingest(stack, rate, seconds) for rate, seconds in sizes["ingest"]],
         "fanout": lambda stack: scenario_fanout(stack, *sizes["fanout"]),
+        "page": lambda stack: scenario_page(stack, sizes["page_seconds"]),
         "idle": lambda stack: scenario_idle(stack, sizes["idle_sockets"]),
         "soak": lambda stack: scenario_soak(stack, args.soak),
     }

@@ -16,6 +16,15 @@ def django_db_modify_db_settings(tmp_path_factory):
     settings.DATABASES["default"]["TEST"]["NAME"] = str(path)
 
 
+@pytest.fixture(autouse=True)
+def fresh_channel_layer():
+    """A new in-memory channel layer for each test: messages one test leaves behind (commands
+    for the bridge's channel, say) must not reach the next."""
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+
+
 @pytest.fixture
 def make_user(transactional_db):
     def make(username, password=PASSWORD, **fields):

@@ -45,6 +45,7 @@ def test_the_ceiling_compares_our_bridge_with_the_raw_subscriber_and_the_naive_b
 
 def test_fleet_dashboards_receive_the_fleet_and_idle_sockets_are_measured(quick_run):
     figures, _ = quick_run
-    assert figures["fanout"]["delivered"]["readings"] > 0
+    assert figures["fanout"]["delivered"]["readings"] > 0 and figures["fanout"]["delivered"]["failed_sockets"] == 0
+    assert figures["page"]["rows"] == 50 and figures["page"]["frames_per_s"] > 0
     assert figures["idle"]["sockets"] == 50 and figures["idle"]["kib_per_socket"] is not None
     assert {"bridge", "daphne", "redis", "mosquitto"} <= set(figures["ingest"][0]["resources"])

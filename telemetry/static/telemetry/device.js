@@ -1,6 +1,6 @@
 // The device page: history from the API, live frames from ws/devices/<id>/ appended to the
 // charts, status, latest values, and commands with their status as it changes.
-import { LiveSocket, ago, api, element, formatValue } from "./live.js";
+import { LiveSocket, ago, api, element, formatValue, showBanner } from "./live.js";
 import { TimeChart } from "./chart.js";
 
 const config = JSON.parse(document.getElementById("page-config").textContent);
@@ -22,7 +22,6 @@ const commands = new Map(); // id -> list item
 
 const statusBadge = document.getElementById("status");
 const lastSeen = document.getElementById("last-seen");
-const banner = document.getElementById("banner");
 const chartsBox = document.getElementById("charts");
 const pauseButton = document.getElementById("pause");
 const commandList = document.getElementById("commands");
@@ -30,11 +29,6 @@ const commandForm = document.getElementById("command-form");
 const commandError = document.getElementById("command-error");
 
 const following = () => !view.custom && !view.paused;
-
-function showBanner(text) {
-  banner.textContent = text;
-  banner.hidden = !text;
-}
 
 // Charts.
 

@@ -1,13 +1,12 @@
 // The fleet page: every device the user may see, live over one ws/fleet/ socket.
 // Frames only mark devices dirty; the DOM changes once per animation frame, and only where
 // a value changed, so a thousand devices reporting every second stay smooth.
-import { LiveSocket, ago, element, formatValue } from "./live.js";
+import { LiveSocket, ago, element, formatValue, showBanner } from "./live.js";
 
 const body = document.querySelector("#fleet tbody");
 const search = document.getElementById("search");
 const statusFilter = document.getElementById("status-filter");
 const counts = document.getElementById("counts");
-const banner = document.getElementById("banner");
 const empty = document.getElementById("empty");
 
 const devices = new Map(); // id -> {id, name, online, lastSeen, latest: Map(key -> value), row, cells}
@@ -120,11 +119,6 @@ function updateCounts() {
 function refilter() {
   for (const device of devices.values()) applyFilter(device);
   updateCounts();
-}
-
-function showBanner(text) {
-  banner.textContent = text;
-  banner.hidden = !text;
 }
 
 function tick() {

@@ -94,3 +94,10 @@ export function element(tag, attributes = {}, ...children) {
   node.append(...children);
   return node;
 }
+
+// Shows a message in the page's #banner, or hides it when `text` is empty.
+export function showBanner(text) {
+  const banner = document.getElementById("banner");
+  banner.textContent = text;
+  banner.hidden = !text;
+}
