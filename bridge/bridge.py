@@ -60,7 +60,7 @@ class PendingReadings:
 
 class Bridge:
     def __init__(self, channel_layer, address, *, client_id, shared_group="", max_payload_bytes=65536,
-                 batch_window_ms=10, stats_interval=60, heartbeat_path=None):
+                 batch_window_ms=2, stats_interval=60, heartbeat_path=None):
         self.channel_layer = channel_layer
         self.address = address
         self.client_id = client_id
