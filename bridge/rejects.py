@@ -27,9 +27,9 @@ class RejectLog:
         if last is not None and now - last < self.interval:
             self._held_back[key] += count
             return
+        held_back = self._held_back.pop(key, 0)
         if len(self._last_logged) >= self.max_tracked:
             self._forget_before(now - self.interval)
-        held_back = self._held_back.pop(key, 0)
         since = f" ({held_back} more like it held back)" if held_back else ""
         logger.warning("dropped a message from device %s: %s: %s%s", device_id, reason, detail, since)
         self._last_logged[key] = now

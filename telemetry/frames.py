@@ -48,7 +48,7 @@ def parse_client_frame(data, default_device=None):
     frame names none (the one-device socket)."""
     if isinstance(data, bytes):
         raise FrameError("bad_frame", "send JSON in text frames")
-    if len(data) > MAX_FRAME_BYTES:
+    if len(data.encode("utf-8", "surrogatepass")) > MAX_FRAME_BYTES:
         raise FrameError("bad_frame", f"frames are limited to {MAX_FRAME_BYTES} bytes")
     try:
         frame = orjson.loads(data)
