@@ -16,6 +16,7 @@ from telemetry.relay import relay_for
 from telemetry.snapshots import device_snapshots
 
 UNAUTHENTICATED = 4401
+FINISHED_STATUSES = {"succeeded", "failed", "expired"}
 SNAPSHOTS_PER_MESSAGE = 500
 FORBIDDEN = 4403
 
@@ -38,6 +39,8 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             await self.close(code=UNAUTHENTICATED)
             return
         self.watched = {}  # device id -> seq of the last readings frame forwarded
+        self.awaiting_snapshot = {}  # device id -> live frames that came while its snapshot was read
+        self.followed = {}  # device id -> ids of this socket's commands to a device it does not watch
         self.outbox = Outbox(settings.WS_MAX_PENDING_FRAMES)
         self.sender = asyncio.create_task(self._send_forever())
         await self.opened()
@@ -50,6 +53,8 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             self.sender.cancel()
         if self.watched:
             await self.unwatch(list(self.watched))
+        if self.followed:
+            relay_for(self.channel_layer).unwatch(self, list(self.followed))
 
     async def receive(self, text_data=None, bytes_data=None):
         if self.watched is None:
@@ -72,31 +77,59 @@ class DashboardConsumer(AsyncWebsocketConsumer):
 
     async def watch(self, device_ids):
         """Has the process's live relay hand this socket the devices' frames, then sends their
-        snapshots; frames older than a snapshot are skipped."""
+        snapshots, then the frames that came meanwhile and are newer than the snapshot."""
         new = [device_id for device_id in device_ids if device_id not in self.watched]
         for device_id in new:
             self.watched[device_id] = -1
+            self.awaiting_snapshot[device_id] = []
         await relay_for(self.channel_layer).watch(self, new)
         snapshots = await database_sync_to_async(device_snapshots)(new)
-        for snapshot in snapshots:
-            self.watched[snapshot["device"]] = max(self.watched[snapshot["device"]], snapshot["seq"])
         texts = [orjson.dumps(snapshot).decode() for snapshot in snapshots]
         for start in range(0, len(texts), SNAPSHOTS_PER_MESSAGE):
             await self.send_frames(texts[start:start + SNAPSHOTS_PER_MESSAGE])
+        for snapshot in snapshots:
+            self.watched[snapshot["device"]] = snapshot["seq"]
+        for device_id in new:
+            for text, seq in self.awaiting_snapshot.pop(device_id, ()):
+                self.live_frame(device_id, text, seq)
 
     async def unwatch(self, device_ids):
         gone = [device_id for device_id in device_ids if self.watched.pop(device_id, None) is not None]
-        relay_for(self.channel_layer).unwatch(self, gone)
+        for device_id in gone:
+            self.awaiting_snapshot.pop(device_id, None)
+        # A device whose command this socket follows stays with the relay until the command ends.
+        relay_for(self.channel_layer).unwatch(self, [device_id for device_id in gone if device_id not in self.followed])
 
     def live_frame(self, device_id, text, seq=None):
-        """A live frame of a watched device, from the relay: readings frames carry their seq,
-        and one no newer than what the socket has is skipped."""
+        """A live frame from the relay. Readings frames carry their seq: one no newer than what
+        the socket has is skipped. For a device the socket does not watch, only the frames of
+        the commands it gave come through."""
+        if device_id not in self.watched:
+            self._command_progress(device_id, text)
+            return
+        waiting = self.awaiting_snapshot.get(device_id)
+        if waiting is not None:
+            waiting.append((text, seq))
+            return
         if seq is not None:
-            last_seq = self.watched.get(device_id)
-            if last_seq is None or seq <= last_seq:
+            if seq <= self.watched[device_id]:
                 return
             self.watched[device_id] = seq
         self.outbox.put(device_id, text)
+
+    def _command_progress(self, device_id, text):
+        ids = self.followed.get(device_id)
+        if not ids:
+            return
+        frame = orjson.loads(text)
+        if frame["type"] != "command" or frame["id"] not in ids or frame["status"] == "pending":
+            return  # give_command() showed the pending frame itself
+        self.outbox.put(device_id, text)
+        if frame["status"] in FINISHED_STATUSES:
+            ids.discard(frame["id"])
+            if not ids:
+                del self.followed[device_id]
+                relay_for(self.channel_layer).unwatch(self, [device_id])
 
     async def _send_forever(self):
         """Sends what waits as one websocket message, at most once per `send_interval`: a lone
@@ -125,9 +158,12 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         command = await database_sync_to_async(create_command)(
             action.device, self.user, action.name, action.params, action.ttl
         )
-        await announce_command(self.channel_layer, command)
         if action.device not in self.watched:
+            # Follow this command's progress without watching the device.
+            self.followed.setdefault(action.device, set()).add(str(command.id))
+            await relay_for(self.channel_layer).watch(self, [action.device])
             await self.send(text_data=events.command_event(command)["frame"])
+        await announce_command(self.channel_layer, command)
 
 
 class DeviceConsumer(DashboardConsumer):
@@ -151,7 +187,7 @@ class FleetConsumer(DashboardConsumer):
         if isinstance(action, Subscribe):
             await self.subscribe(action.devices)
         elif isinstance(action, Unsubscribe):
-            await self.unwatch(self.watched.keys() if action.devices == ALL_DEVICES else action.devices)
+            await self.unwatch(list(self.watched) if action.devices == ALL_DEVICES else action.devices)
         else:
             await self.give_command(action)
 

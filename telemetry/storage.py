@@ -25,7 +25,7 @@ def store_samples(samples_by_device, received_at):
                     row = (device_id, key, sample.ts, *value_columns(value))
                     rows.append(row)
                     known = newest.get((device_id, key))
-                    if known is None or known[2] <= sample.ts:
+                    if known is None or known[2] < sample.ts:
                         newest[(device_id, key)] = row
         _insert_readings(rows)
         _upsert_latest(newest.values())
@@ -54,7 +54,7 @@ def _upsert_latest(rows):
     sql = (
         f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) "
         f"ON CONFLICT ({device}, {key}) DO UPDATE SET {ts} = excluded.{ts}, {kind} = excluded.{kind}, "
-        f"{num} = excluded.{num}, {text} = excluded.{text} WHERE excluded.{ts} >= {table}.{ts}"
+        f"{num} = excluded.{num}, {text} = excluded.{text} WHERE excluded.{ts} > {table}.{ts}"
     )
     with connection.cursor() as cursor:
         cursor.executemany(sql, list(rows))

@@ -1,29 +1,43 @@
 """The dashboards' consumers with Channels' own testing kit, on the in-memory channel layer;
 tests/test_end_to_end.py covers the same paths over real sockets."""
+import asyncio
+import threading
+
 import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser, Group
+from django.test import Client
+from django.utils import timezone
 
 from bridge.protocol import Sample
-from devices.models import Command
-from telemetry import events
+from devices.commands import claim_for_sending
+from devices.models import Command, Device
+from hub.asgi import application as hub_application
+from telemetry import consumers, events
+from telemetry.relay import relay_for
 from telemetry.routing import websocket_urlpatterns
+from telemetry.snapshots import device_snapshots
+from telemetry.storage import store_samples
 
 application = URLRouter(websocket_urlpatterns)
 
+T0 = 1_764_000_000_000
+
 
 @pytest.fixture
-def people(make_user, make_device):
+def people(make_user, make_device, settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # four users per test
     owner, member, stranger = make_user("owner"), make_user("member"), make_user("stranger")
+    staff = make_user("staff", is_staff=True)
     watchers = Group.objects.create(name="watchers")
     member.groups.add(watchers)
     for device_id in ("d1", "d2"):
         make_device(device_id, owner).groups.add(watchers)
     make_device("theirs", stranger)
-    return {"owner": owner, "member": member, "stranger": stranger}
+    return {"owner": owner, "member": member, "stranger": stranger, "staff": staff}
 
 
 async def connect(path, user):
@@ -34,7 +48,7 @@ async def connect(path, user):
     return communicator
 
 
-async def publish_readings(device_id, seq, values, ts=1_764_000_000_000):
+async def publish_readings(device_id, seq, values, ts=T0):
     """What the bridge sends after a flush: the device's frame to every web process's relay."""
     frame = events.readings_frame(device_id, seq, [Sample(ts, values)])
     await get_channel_layer().group_send(events.LIVE_GROUP, events.readings_event([frame]))
@@ -46,10 +60,65 @@ async def frames(communicator):
     return message["frames"] if message["type"] == "batch" else [message]
 
 
+async def frames_until(communicator, last):
+    """Every frame received up to and including the first for which last(frame) is true."""
+    received = await frames(communicator)
+    while not last(received[-1]):
+        received += await frames(communicator)
+    return received
+
+
+async def error_after(communicator):
+    """Sends a frame the socket refuses and returns its error frame: once it has come, every
+    frame sent before has been handled."""
+    await communicator.send_json_to({"action": "dance"})
+    return await communicator.receive_json_from(timeout=2)
+
+
+# Signing in.
+
+
 @pytest.mark.parametrize("path", ["/ws/fleet/", "/ws/devices/d1/"])
 async def test_a_socket_without_a_signed_in_user_is_closed_with_4401(people, path):
     communicator = await connect(path, AnonymousUser())
     assert await communicator.receive_output(timeout=2) == {"type": "websocket.close", "code": 4401}
+
+
+@pytest.fixture
+def owner_cookie(people, settings):
+    """The session cookie of the owner, signed in."""
+    client = Client()
+    client.force_login(people["owner"])
+    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode()
+
+
+async def test_through_the_hubs_wiring_a_signed_in_session_gets_its_snapshot(owner_cookie):
+    communicator = WebsocketCommunicator(
+        hub_application, "/ws/devices/d1/", headers=[(b"origin", b"http://localhost"), (b"cookie", owner_cookie)]
+    )
+    connected, _ = await communicator.connect()
+    assert connected
+    snapshot = await communicator.receive_json_from(timeout=2)
+    assert (snapshot["type"], snapshot["device"]) == ("snapshot", "d1")
+    await communicator.disconnect()
+
+
+async def test_through_the_hubs_wiring_a_socket_without_a_session_is_closed_with_4401(people):
+    communicator = WebsocketCommunicator(hub_application, "/ws/fleet/", headers=[(b"origin", b"http://localhost")])
+    connected, _ = await communicator.connect()
+    assert connected
+    assert await communicator.receive_output(timeout=2) == {"type": "websocket.close", "code": 4401}
+
+
+async def test_through_the_hubs_wiring_a_socket_from_another_origin_is_refused(owner_cookie):
+    communicator = WebsocketCommunicator(
+        hub_application, "/ws/fleet/", headers=[(b"origin", b"http://evil.example"), (b"cookie", owner_cookie)]
+    )
+    connected, _ = await communicator.connect()
+    assert not connected
+
+
+# One device: ws/devices/<id>/.
 
 
 async def test_the_device_socket_sends_a_snapshot_then_live_readings(people):
@@ -59,8 +128,35 @@ async def test_the_device_socket_sends_a_snapshot_then_live_readings(people):
     await publish_readings("d2", 1, {"temp": 5})  # a device this socket does not watch
     await publish_readings("d1", 1, {"temp": 21.5})
     assert await frames(communicator) == [
-        {"type": "readings", "device": "d1", "seq": 1, "items": [{"ts": 1_764_000_000_000, "values": {"temp": 21.5}}]}
+        {"type": "readings", "device": "d1", "seq": 1, "items": [{"ts": T0, "values": {"temp": 21.5}}]}
     ]
+    await communicator.disconnect()
+
+
+async def test_the_snapshot_holds_what_is_stored(people):
+    received = timezone.now()
+    await sync_to_async(store_samples)({"d1": [Sample(T0, {"temp": 21.5, "door": True, "mode": "eco"})]}, received)
+    await sync_to_async(Device.objects.filter(pk="d1").update)(online=True, name="Boiler room")
+    communicator = await connect("/ws/devices/d1/", people["member"])
+    assert await communicator.receive_json_from(timeout=2) == {
+        "type": "snapshot", "device": "d1", "name": "Boiler room", "online": True,
+        "last_seen": events.to_ms(received), "seq": 1,
+        "latest": {"temp": {"ts": T0, "value": 21.5}, "door": {"ts": T0, "value": True}, "mode": {"ts": T0, "value": "eco"}},
+    }
+    await communicator.disconnect()
+
+
+async def test_status_and_command_frames_of_the_watched_device_arrive(people):
+    communicator = await connect("/ws/devices/d1/", people["member"])
+    await communicator.receive_json_from(timeout=2)
+    layer = get_channel_layer()
+    await layer.group_send(events.LIVE_GROUP, events.status_event("d2", True, T0))
+    await layer.group_send(events.LIVE_GROUP, events.status_event("d1", True, T0))
+    assert await frames(communicator) == [{"type": "status", "device": "d1", "online": True, "ts": T0}]
+    command = await sync_to_async(Command.objects.create)(device_id="d1", name="ping", ttl=60)
+    await layer.group_send(events.LIVE_GROUP, events.command_event(command))
+    (frame,) = await frames(communicator)
+    assert (frame["type"], frame["id"], frame["status"]) == ("command", str(command.pk), "pending")
     await communicator.disconnect()
 
 
@@ -71,39 +167,157 @@ async def test_frames_no_newer_than_what_the_socket_has_are_skipped(people):
     await publish_readings("d1", 2, {"temp": 2})
     await publish_readings("d1", 1, {"temp": 1})
     await publish_readings("d1", 3, {"temp": 3})
-    received = (await frames(communicator))
-    while received[-1]["seq"] != 3:
-        received += await frames(communicator)
+    received = await frames_until(communicator, lambda frame: frame["seq"] == 3)
     assert [frame["seq"] for frame in received] == [2, 3]
     await communicator.disconnect()
 
 
-async def test_a_device_the_user_may_not_see_gets_forbidden_and_4403(people):
-    communicator = await connect("/ws/devices/theirs/", people["owner"])
+async def test_frames_the_snapshot_already_reflects_are_skipped(people):
+    await sync_to_async(Device.objects.filter(pk="d1").update)(seq=5)
+    communicator = await connect("/ws/devices/d1/", people["owner"])
+    assert (await communicator.receive_json_from(timeout=2))["seq"] == 5
+    await publish_readings("d1", 4, {"temp": 4})
+    await publish_readings("d1", 5, {"temp": 5})
+    await publish_readings("d1", 6, {"temp": 6})
+    received = await frames_until(communicator, lambda frame: frame["seq"] == 6)
+    assert [frame["seq"] for frame in received] == [6]
+    await communicator.disconnect()
+
+
+async def test_a_frame_relayed_while_the_snapshot_is_read_is_not_sent_as_well(people, monkeypatch):
+    await sync_to_async(Device.objects.filter(pk="d1").update)(seq=5)  # the bridge stored flush 5
+    loop = asyncio.get_running_loop()
+    layer = get_channel_layer()
+
+    def snapshots_while_flush_5_is_relayed(device_ids):
+        """The relay hands the socket flush 5's frame while the snapshot is being read."""
+        relayed = threading.Event()
+
+        def relay_flush_5():
+            frame = events.readings_frame("d1", 5, [Sample(T0 + 5, {"temp": 5})])
+            relay_for(layer).dispatch(events.readings_event([frame]))
+            relayed.set()
+
+        loop.call_soon_threadsafe(relay_flush_5)
+        assert relayed.wait(timeout=2)
+        return device_snapshots(device_ids)
+
+    monkeypatch.setattr(consumers, "device_snapshots", snapshots_while_flush_5_is_relayed)
+    communicator = await connect("/ws/devices/d1/", people["owner"])
+    received = await frames_until(communicator, lambda frame: frame["type"] == "snapshot")
+    await publish_readings("d1", 6, {"temp": 6}, ts=T0 + 6)
+    received += await frames_until(communicator, lambda frame: frame["seq"] == 6)
+    assert [(frame["type"], frame["seq"]) for frame in received] == [("snapshot", 5), ("readings", 6)]
+    await communicator.disconnect()
+
+
+@pytest.mark.parametrize("who, device_id", [
+    ("owner", "theirs"),
+    ("owner", "nowhere"),
+    ("member", "theirs"),
+    ("stranger", "d1"),
+], ids=["another-users", "unknown", "member-elsewhere", "stranger"])
+async def test_a_device_the_user_may_not_see_gets_forbidden_and_4403(people, who, device_id):
+    communicator = await connect(f"/ws/devices/{device_id}/", people[who])
     error = await communicator.receive_json_from(timeout=2)
-    assert (error["type"], error["code"], error["device"]) == ("error", "forbidden", "theirs")
+    assert (error["type"], error["code"], error["device"]) == ("error", "forbidden", device_id)
     assert await communicator.receive_output(timeout=2) == {"type": "websocket.close", "code": 4403}
+
+
+async def test_staff_watch_any_device(people):
+    communicator = await connect("/ws/devices/theirs/", people["staff"])
+    snapshot = await communicator.receive_json_from(timeout=2)
+    assert (snapshot["type"], snapshot["device"]) == ("snapshot", "theirs")
+    await communicator.disconnect()
+
+
+@pytest.mark.parametrize("frame, code", [
+    ({"action": "subscribe", "devices": ["d2"]}, "unknown_action"),
+    ({"action": "command", "device": "d2", "name": "reboot"}, "bad_frame"),
+    ({"action": "command"}, "bad_frame"),
+], ids=["subscribe", "other-device", "no-name"])
+async def test_the_device_socket_takes_commands_for_its_device_only(people, frame, code):
+    communicator = await connect("/ws/devices/d1/", people["owner"])
+    await communicator.receive_json_from(timeout=2)
+    await communicator.send_json_to(frame)
+    error = await communicator.receive_json_from(timeout=2)
+    assert (error["type"], error["code"]) == ("error", code)
+    await communicator.send_json_to({"action": "command", "name": "ping"})
+    assert (await communicator.receive_json_from(timeout=2))["type"] == "command"
+    assert await sync_to_async(Command.objects.count)() == 1
+    await communicator.disconnect()
+
+
+async def test_a_closed_socket_stops_watching(people):
+    communicator = await connect("/ws/devices/d1/", people["owner"])
+    await communicator.receive_json_from(timeout=2)
+    relay = relay_for(get_channel_layer())
+    assert set(relay.watchers) == {"d1"}
+    await communicator.disconnect()
+    assert dict(relay.watchers) == {}
+
+
+# Many devices: ws/fleet/.
 
 
 async def test_the_fleet_socket_refuses_forbidden_devices_and_stays_usable(people):
     communicator = await connect("/ws/fleet/", people["member"])
     await communicator.send_json_to({"action": "subscribe", "devices": ["theirs", "nowhere"]})
     error = await communicator.receive_json_from(timeout=2)
-    assert error["code"] == "forbidden" and sorted(error["devices"]) == ["nowhere", "theirs"]
+    assert (error["type"], error["code"], sorted(error["devices"])) == ("error", "forbidden", ["nowhere", "theirs"])
     await communicator.send_json_to({"action": "subscribe", "devices": ["d1"]})
-    assert (await communicator.receive_json_from(timeout=2))["device"] == "d1"
+    snapshot = await communicator.receive_json_from(timeout=2)
+    assert (snapshot["type"], snapshot["device"]) == ("snapshot", "d1")
+    await publish_readings("theirs", 1, {"temp": 1})
+    await publish_readings("d1", 1, {"temp": 2})
+    assert [frame["device"] for frame in await frames(communicator)] == ["d1"]
     await communicator.disconnect()
 
 
-async def test_star_subscribes_to_every_device_the_user_may_see(people):
+async def test_a_subscribe_with_some_forbidden_devices_watches_the_others(people):
     communicator = await connect("/ws/fleet/", people["member"])
+    await communicator.send_json_to({"action": "subscribe", "devices": ["d1", "theirs"]})
+    assert [(f["type"], f["device"]) for f in await frames(communicator)] == [("snapshot", "d1")]
+    error = await communicator.receive_json_from(timeout=2)
+    assert (error["code"], error["devices"]) == ("forbidden", ["theirs"])
+    await communicator.disconnect()
+
+
+async def test_a_device_already_watched_gets_no_second_snapshot(people):
+    communicator = await connect("/ws/fleet/", people["owner"])
+    await communicator.send_json_to({"action": "subscribe", "devices": ["d1"]})
+    assert (await communicator.receive_json_from(timeout=2))["device"] == "d1"
+    await communicator.send_json_to({"action": "subscribe", "devices": ["d1", "d2"]})
+    assert [frame["device"] for frame in await frames(communicator)] == ["d2"]
+    assert (await error_after(communicator))["code"] == "unknown_action"
+    await communicator.disconnect()
+
+
+@pytest.mark.parametrize("who, expected", [
+    ("member", {"d1", "d2"}),
+    ("owner", {"d1", "d2"}),
+    ("stranger", {"theirs"}),
+    ("staff", {"d1", "d2", "theirs"}),
+])
+async def test_star_subscribes_to_every_device_the_user_may_see(people, who, expected):
+    communicator = await connect("/ws/fleet/", people[who])
     await communicator.send_json_to({"action": "subscribe", "devices": "*"})
     snapshots = await frames(communicator)
-    assert {(frame["type"], frame["device"]) for frame in snapshots} == {("snapshot", "d1"), ("snapshot", "d2")}
-    assert await communicator.receive_nothing(timeout=0.2)
+    assert [frame["type"] for frame in snapshots] == ["snapshot"] * len(expected)
+    assert {frame["device"] for frame in snapshots} == expected
+    assert (await error_after(communicator))["code"] == "unknown_action"  # no other frame came first
+    await communicator.disconnect()
+
+
+async def test_star_live_frames_cover_every_device_the_user_may_see(people):
+    communicator = await connect("/ws/fleet/", people["member"])
+    await communicator.send_json_to({"action": "subscribe", "devices": "*"})
+    await frames(communicator)
     await publish_readings("theirs", 1, {"temp": 1})
+    await publish_readings("d1", 1, {"temp": 1})
     await publish_readings("d2", 1, {"temp": 2})
-    assert [frame["device"] for frame in await frames(communicator)] == ["d2"]
+    received = await frames_until(communicator, lambda frame: frame["device"] == "d2")
+    assert [frame["device"] for frame in received] == ["d1", "d2"]
     await communicator.disconnect()
 
 
@@ -112,23 +326,46 @@ async def test_unsubscribed_devices_stop_arriving(people):
     await communicator.send_json_to({"action": "subscribe", "devices": ["d1", "d2"]})
     assert len(await frames(communicator)) == 2
     await communicator.send_json_to({"action": "unsubscribe", "devices": ["d1"]})
-    await communicator.send_json_to({"action": "dance"})  # its error frame shows the unsubscribe was handled
-    assert (await communicator.receive_json_from(timeout=2))["code"] == "unknown_action"
+    assert (await error_after(communicator))["code"] == "unknown_action"
     await publish_readings("d1", 1, {"temp": 1})
     await publish_readings("d2", 1, {"temp": 2})
     assert [frame["device"] for frame in await frames(communicator)] == ["d2"]
     await communicator.disconnect()
 
 
+async def test_unsubscribing_from_star_stops_every_device(people):
+    communicator = await connect("/ws/fleet/", people["owner"])
+    await communicator.send_json_to({"action": "subscribe", "devices": "*"})
+    assert len(await frames(communicator)) == 2
+    await communicator.send_json_to({"action": "unsubscribe", "devices": "*"})
+    assert (await error_after(communicator))["code"] == "unknown_action"
+    await publish_readings("d1", 1, {"temp": 1})
+    await publish_readings("d2", 1, {"temp": 2})
+    assert await communicator.receive_nothing(timeout=0.2)
+    await communicator.disconnect()
+
+
 @pytest.mark.parametrize("text, code", [
     ("not json", "bad_json"),
+    ("{", "bad_json"),
     ("[1, 2]", "bad_frame"),
+    ('"subscribe"', "bad_frame"),
+    ('{"action": "subscribe"}', "bad_frame"),
+    ('{"action": "subscribe", "devices": []}', "bad_frame"),
     ('{"action": "subscribe", "devices": "d1"}', "bad_frame"),
     ('{"action": "subscribe", "devices": ["bad id!"]}', "bad_frame"),
+    ('{"action": "subscribe", "devices": [1]}', "bad_frame"),
+    ('{"action": "unsubscribe", "devices": {}}', "bad_frame"),
+    ('{"action": "command", "name": "reboot"}', "bad_frame"),
     ('{"action": "command", "device": "d1", "name": "re boot"}', "bad_frame"),
     ('{"action": "command", "device": "d1", "name": "reboot", "params": [1]}', "bad_frame"),
     ('{"action": "command", "device": "d1", "name": "reboot", "ttl": 0}', "bad_frame"),
+    ('{"action": "command", "device": "d1", "name": "reboot", "ttl": 86401}', "bad_frame"),
+    ('{"action": "command", "device": "d1", "name": "reboot", "ttl": "60"}', "bad_frame"),
+    ('{"action": "command", "device": "d1", "name": "reboot", "ttl": true}', "bad_frame"),
+    ('{"action": "command", "device": "d1", "name": "reboot", "ttl": 1.5}', "bad_frame"),
     ('{"action": "dance"}', "unknown_action"),
+    ('{"devices": ["d1"]}', "unknown_action"),
 ])
 async def test_a_malformed_frame_gets_an_error_frame_and_the_socket_stays_usable(people, text, code):
     communicator = await connect("/ws/fleet/", people["owner"])
@@ -137,7 +374,21 @@ async def test_a_malformed_frame_gets_an_error_frame_and_the_socket_stays_usable
     assert (error["type"], error["code"]) == ("error", code)
     await communicator.send_json_to({"action": "subscribe", "devices": ["d1"]})
     assert (await communicator.receive_json_from(timeout=2))["type"] == "snapshot"
+    assert not await sync_to_async(Command.objects.exists)()
     await communicator.disconnect()
+
+
+async def test_a_binary_frame_gets_bad_frame_and_the_socket_stays_usable(people):
+    communicator = await connect("/ws/fleet/", people["owner"])
+    await communicator.send_to(bytes_data=b'{"action": "subscribe", "devices": ["d1"]}')
+    error = await communicator.receive_json_from(timeout=2)
+    assert (error["type"], error["code"]) == ("error", "bad_frame")
+    await communicator.send_json_to({"action": "subscribe", "devices": ["d1"]})
+    assert (await communicator.receive_json_from(timeout=2))["type"] == "snapshot"
+    await communicator.disconnect()
+
+
+# Commands.
 
 
 async def test_a_group_member_may_not_command(people):
@@ -145,7 +396,18 @@ async def test_a_group_member_may_not_command(people):
     await communicator.receive_json_from(timeout=2)
     await communicator.send_json_to({"action": "command", "name": "reboot"})
     error = await communicator.receive_json_from(timeout=2)
-    assert (error["code"], error["device"]) == ("forbidden", "d1")
+    assert (error["type"], error["code"], error["device"]) == ("error", "forbidden", "d1")
+    assert not await sync_to_async(Command.objects.exists)()
+    await communicator.disconnect()
+
+
+@pytest.mark.parametrize("who, device_id", [("member", "d1"), ("stranger", "d1"), ("owner", "theirs"), ("owner", "nowhere")])
+async def test_a_fleet_command_to_a_device_the_user_may_not_command_is_forbidden(people, who, device_id):
+    communicator = await connect("/ws/fleet/", people[who])
+    await communicator.send_json_to({"action": "command", "device": device_id, "name": "reboot"})
+    error = await communicator.receive_json_from(timeout=2)
+    assert (error["type"], error["code"], error["device"]) == ("error", "forbidden", device_id)
+    assert (await error_after(communicator))["code"] == "unknown_action"  # still usable
     assert not await sync_to_async(Command.objects.exists)()
     await communicator.disconnect()
 
@@ -157,9 +419,50 @@ async def test_the_owners_command_is_stored_shown_and_handed_to_the_bridge(peopl
     (shown,) = await frames(communicator)
     assert (shown["type"], shown["name"], shown["status"], shown["ttl"]) == ("command", "set_interval", "pending", 30)
     command = await sync_to_async(Command.objects.get)(pk=shown["id"])
-    assert (command.params, command.created_by_id) == ({"seconds": 5}, people["owner"].pk)
+    assert (command.device_id, command.params, command.created_by_id, command.status) == (
+        "d1", {"seconds": 5}, people["owner"].pk, "pending"
+    )
     assert await get_channel_layer().receive(events.BRIDGE_COMMANDS_CHANNEL) == {"type": "command.dispatch", "id": shown["id"]}
     await communicator.disconnect()
+
+
+async def test_a_command_without_params_or_ttl_takes_the_defaults(people, settings):
+    settings.COMMAND_DEFAULT_TTL = 45
+    communicator = await connect("/ws/devices/d1/", people["owner"])
+    await communicator.receive_json_from(timeout=2)
+    await communicator.send_json_to({"action": "command", "name": "ping"})
+    (shown,) = await frames(communicator)
+    assert (shown["params"], shown["ttl"]) == ({}, 45)
+    await communicator.disconnect()
+
+
+@pytest.mark.parametrize("who, device_id", [("owner", "d1"), ("staff", "theirs")])
+async def test_a_fleet_command_from_a_socket_not_watching_the_device_is_shown_to_it(people, who, device_id):
+    communicator = await connect("/ws/fleet/", people[who])
+    await communicator.send_json_to({"action": "command", "device": device_id, "name": "reboot", "ttl": 10})
+    shown = await communicator.receive_json_from(timeout=2)
+    assert (shown["type"], shown["device"], shown["name"], shown["status"], shown["ttl"]) == (
+        "command", device_id, "reboot", "pending", 10
+    )
+    command = await sync_to_async(Command.objects.get)(pk=shown["id"])
+    assert (command.device_id, command.created_by_id) == (device_id, people[who].pk)
+    assert await get_channel_layer().receive(events.BRIDGE_COMMANDS_CHANNEL) == {"type": "command.dispatch", "id": shown["id"]}
+    await communicator.disconnect()
+
+
+async def test_the_sender_not_watching_the_device_sees_its_command_change_status(people):
+    communicator = await connect("/ws/fleet/", people["owner"])
+    await communicator.send_json_to({"action": "command", "device": "d1", "name": "reboot"})
+    shown = await communicator.receive_json_from(timeout=2)
+    await sync_to_async(Device.objects.filter(pk="d1").update)(online=True)
+    command = await sync_to_async(claim_for_sending)(shown["id"], timezone.now())  # what the bridge does
+    await get_channel_layer().group_send(events.LIVE_GROUP, events.command_event(command))
+    update = await communicator.receive_json_from(timeout=1)
+    assert (update["type"], update["id"], update["status"]) == ("command", shown["id"], "sent")
+    await communicator.disconnect()
+
+
+# Slow sockets.
 
 
 async def test_a_slow_socket_holds_a_bounded_number_of_frames_and_is_told_what_it_lost(people, settings):
@@ -167,7 +470,7 @@ async def test_a_slow_socket_holds_a_bounded_number_of_frames_and_is_told_what_i
     communicator = await connect("/ws/fleet/", people["owner"])
     await communicator.send_json_to({"action": "subscribe", "devices": ["d1"]})
     await communicator.receive_json_from(timeout=2)
-    flush = [events.readings_frame("d1", seq, [Sample(1_764_000_000_000 + seq, {"v": seq})]) for seq in range(1, 11)]
+    flush = [events.readings_frame("d1", seq, [Sample(T0 + seq, {"v": seq})]) for seq in range(1, 11)]
     await get_channel_layer().group_send(events.LIVE_GROUP, events.readings_event(flush))
     received = await frames(communicator)
     assert received[0] == {"type": "dropped", "devices": {"d1": 7}}
