@@ -16,6 +16,7 @@ It prints a table and writes the figures as JSON (--out). Scenarios:
 """
 import argparse
 import json
+import os
 import platform
 import shlex
 import subprocess
@@ -261,7 +262,7 @@ def machine():
     cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     model = next((line.split(":", 1)[1].strip() for line in cpu.splitlines() if line.startswith("Model name")), "?")
     memory_kib = int(Path("/proc/meminfo").read_text().split()[1])
-    return {"cpu": model, "cores": len(__import__("os").sched_getaffinity(0)),
+    return {"cpu": model, "cores": len(os.sched_getaffinity(0)),
             "memory_gib": round(memory_kib / 2 ** 20, 1), "python": platform.python_version()}
 
 

@@ -82,6 +82,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         for device_id in new:
             self.watched[device_id] = -1
             self.awaiting_snapshot[device_id] = []
+            self.followed.pop(device_id, None)  # watching it brings its commands' frames anyway
         await relay_for(self.channel_layer).watch(self, new)
         snapshots = await database_sync_to_async(device_snapshots)(new)
         texts = [orjson.dumps(snapshot).decode() for snapshot in snapshots]
