@@ -10,7 +10,8 @@ COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 
 COPY . .
-RUN useradd --system --home-dir /app telehub && mkdir -p /data && chown telehub /data
+# /broker-auth: where the bridge writes the broker's logins (a volume shared with Mosquitto).
+RUN useradd --system --home-dir /app telehub && mkdir -p /data /broker-auth && chown telehub /data /broker-auth
 USER telehub
 
 EXPOSE 8000

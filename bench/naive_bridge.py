@@ -26,6 +26,7 @@ async def drain(args):
     subscribed = asyncio.Event()
     address = parse_mqtt_url(args.url)
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=args.client_id, clean_session=False, protocol=mqtt.MQTTv311)
+    client.username_pw_set(address.username, address.password)
     client.max_inflight_messages_set(1000)
     client.on_connect = lambda client, *_: client.subscribe("devices/+/telemetry", qos=1)
     client.on_subscribe = lambda *_: loop.call_soon_threadsafe(subscribed.set)

@@ -1,6 +1,7 @@
-"""Prepares the benchmark's database: an operator, N devices, and a signed-in session.
+"""Prepares the benchmark's database: an operator, N devices, broker accounts, a signed-in session.
 
-Run by bench.stack in the hub's environment: python -m bench.prepare --devices N
+Run by bench.stack in the hub's environment:
+python -m bench.prepare --devices N [--account USERNAME ROLE PASSWORD ...]
 Prints {"cookie": "sessionid=..."} as JSON."""
 import argparse
 import json
@@ -12,6 +13,7 @@ import django
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--devices", type=int, required=True)
+    parser.add_argument("--account", nargs=3, action="append", default=[], metavar=("USERNAME", "ROLE", "PASSWORD"))
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
     django.setup()
@@ -20,6 +22,7 @@ def main():
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
     from django.contrib.sessions.backends.db import SessionStore
 
+    from devices.credentials import ensure_account
     from devices.models import Device
 
     operator, _ = get_user_model().objects.get_or_create(username="bench")
@@ -27,6 +30,8 @@ def main():
         [Device(id=device_id, name=device_id, owner=operator) for device_id in device_ids(args.devices)],
         ignore_conflicts=True,
     )
+    for username, role, password in args.account:
+        ensure_account(username, password, role)
     session = SessionStore()
     session[SESSION_KEY] = str(operator.pk)
     session[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0]

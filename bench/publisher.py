@@ -37,6 +37,7 @@ def main():
 def publish(args):
     address = parse_mqtt_url(args.url)
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+    client.username_pw_set(address.username, address.password)
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
     connected = threading.Event()

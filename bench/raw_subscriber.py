@@ -24,6 +24,7 @@ def main():
     args = parser.parse_args()
     address = parse_mqtt_url(args.url)
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=args.client_id, clean_session=False, protocol=mqtt.MQTTv311)
+    client.username_pw_set(address.username, address.password)
     client.max_inflight_messages_set(1000)
     done = threading.Event()
     state = {"count": 0, "first": None, "last": None}

@@ -26,7 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench.stack import Stack
+from bench.stack import MAX_GENERATORS, Stack
 from bench.stats import Histogram, table
 
 FULL = {
@@ -70,10 +70,10 @@ def wait_open(process):
 
 def publishers(stack, rate, seconds, devices):
     """Load generators, one per 4,000 readings/s, each with its share of the devices."""
-    count = max(1, min(4, round(rate / 4000)))
+    count = max(1, min(MAX_GENERATORS, round(rate / 4000)))
     share = devices // count
     return [
-        stack.spawn("-m", "bench.publisher", "--url", stack.mosquitto.url, "--first", str(i * share),
+        stack.spawn("-m", "bench.publisher", "--url", stack.login_url(f"load-{i}"), "--first", str(i * share),
                     "--devices", str(share), "--rate", str(rate / count), "--seconds", str(seconds))
         for i in range(count)
     ]
@@ -152,15 +152,15 @@ def resources(stack, before, seconds):
 def scenario_ceiling(stack, backlog):
     log(f"ceiling: queueing {backlog:,} readings for the raw subscriber, the naive bridge and our bridge")
     raw_id, naive_id = f"{stack.bridge_client_id}-raw", f"{stack.bridge_client_id}-naive"
-    for module, client_id in (("bench.raw_subscriber", raw_id), ("bench.naive_bridge", naive_id)):
-        finish(stack.spawn("-m", module, "--url", stack.mosquitto.url, "--client-id", client_id, "--expect", "0"), 60)
+    for name, module, client_id in (("raw", "bench.raw_subscriber", raw_id), ("naive", "bench.naive_bridge", naive_id)):
+        finish(stack.spawn("-m", module, "--url", stack.login_url(name), "--client-id", client_id, "--expect", "0"), 60)
     stack.stop_bridge()
     for process in publishers(stack, 20_000, backlog / 20_000, stack.devices):
         finish(process, 300)
     rates = {}
     for name, module, client_id in (("raw", "bench.raw_subscriber", raw_id), ("naive", "bench.naive_bridge", naive_id)):
         log(f"ceiling: {name} drains the backlog")
-        result = finish(stack.spawn("-m", module, "--url", stack.mosquitto.url, "--client-id", client_id,
+        result = finish(stack.spawn("-m", module, "--url", stack.login_url(name), "--client-id", client_id,
                                     "--expect", str(backlog)), 600)
         elapsed = (result["last"] or 0) - (result["first"] or 0)
         rates[name] = {"drained": result["count"], "readings_per_s": round(result["count"] / elapsed) if elapsed > 0 else None}

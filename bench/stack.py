@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import psutil
@@ -16,6 +17,9 @@ from tests.live import HubProcess, unique_id
 from tests.servers import MosquittoServer, RedisServer, free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Load generator processes at most, each with its own gateway login.
+MAX_GENERATORS = 4
 
 
 class ResourceMeter:
@@ -76,13 +80,23 @@ class Stack:
         self.url = f"http://127.0.0.1:{self.port}"
         self.meter = ResourceMeter()
         self.bridge_client_id = unique_id("bench-bridge")
+        # Broker logins: the hub's bridge, the raw and naive subscribers (bridge role, each its own
+        # session), and the load generators (gateway role: each publishes for many devices).
+        self.accounts = {
+            name: (username, role, uuid.uuid4().hex)
+            for name, username, role in [
+                ("bridge", "bench.bridge", "bridge"), ("raw", "bench.raw", "bridge"), ("naive", "bench.naive", "bridge"),
+                *((f"load-{n}", f"bench.load-{n}", "gateway") for n in range(MAX_GENERATORS)),
+            ]
+        }
         self.env = {
             **os.environ,
             "HUB_SECRET_KEY": "bench-secret-key-not-for-production",
             "HUB_DATABASE_URL": f"sqlite:///{self.database}",
             "HUB_REDIS_URL": self.redis.url,
             "HUB_CHANNEL_LAYER": channel_layer,
-            "HUB_MQTT_URL": self.mosquitto.url,
+            "HUB_MQTT_URL": self.login_url("bridge"),
+            "HUB_BROKER_AUTH_DIR": str(self.mosquitto.auth_dir),
             "HUB_MQTT_CLIENT_ID": self.bridge_client_id,
             "HUB_BRIDGE_STATS_INTERVAL": "5",
             "HUB_DATA_DIR": str(self.workdir),
@@ -100,6 +114,11 @@ class Stack:
         )
         self.cookie = None
 
+    def login_url(self, name):
+        """The broker's URL with the login of one of the bench's accounts."""
+        username, _, password = self.accounts[name]
+        return self.mosquitto.login_url(username, password)
+
     def _dir(self, name):
         path = self.workdir / name
         path.mkdir(parents=True, exist_ok=True)
@@ -112,7 +131,8 @@ class Stack:
         self.meter.watch("mosquitto", self.mosquitto.process.pid)
         self.log(f"stack: redis {self.redis.url}, mosquitto {self.mosquitto.url}, database {self.database}")
         self.run_python("manage.py", "migrate", "--verbosity", "0")
-        prepared = self.run_python("-m", "bench.prepare", "--devices", str(self.devices))
+        accounts = [arg for username, role, password in self.accounts.values() for arg in ("--account", username, role, password)]
+        prepared = self.run_python("-m", "bench.prepare", "--devices", str(self.devices), *accounts)
         self.cookie = json.loads(prepared.splitlines()[-1])["cookie"]
         self.web.start()
         wait_for_port("127.0.0.1", self.port, 30)

@@ -16,7 +16,9 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from bridge import protocol
+from bridge.broker_auth_sync import BrokerAuthSync
 from bridge.clock import ReceiveClock
+from bridge.limits import DeviceBudgets
 from bridge.mqtt import MqttConnection, parse_mqtt_url
 from bridge.protocol import Rejected
 from bridge.rejects import RejectLog
@@ -60,7 +62,8 @@ class PendingReadings:
 
 class Bridge:
     def __init__(self, channel_layer, address, *, client_id, shared_group="", max_payload_bytes=65536,
-                 batch_window_ms=2, stats_interval=60, heartbeat_path=None):
+                 batch_window_ms=2, stats_interval=60, heartbeat_path=None, broker_auth_dir=None,
+                 device_messages_per_second=100, device_bytes_per_second=262144):
         self.channel_layer = channel_layer
         self.address = address
         self.client_id = client_id
@@ -69,6 +72,15 @@ class Bridge:
         self.batch_window = batch_window_ms / 1000
         self.stats_interval = stats_interval
         self.heartbeat_path = heartbeat_path
+        self.broker_auth = None
+        if broker_auth_dir:
+            bridge_login = (address.username, address.password or "") if address.username else None
+            self.broker_auth = BrokerAuthSync(broker_auth_dir, bridge_login)
+        self.budgets = DeviceBudgets(device_messages_per_second, device_bytes_per_second)
+        self._over_budget = Rejected(
+            "rate_limited",
+            f"over its budget of {device_messages_per_second} messages and {device_bytes_per_second} bytes a second",
+        )
         self.counts = Counter()
         self.rejects = RejectLog()
         self.receive_clock = ReceiveClock()
@@ -91,6 +103,9 @@ class Bridge:
             batch_window_ms=settings.BATCH_WINDOW_MS,
             stats_interval=settings.BRIDGE_STATS_INTERVAL,
             heartbeat_path=settings.BRIDGE_HEARTBEAT_FILE,
+            broker_auth_dir=settings.BROKER_AUTH_DIR,
+            device_messages_per_second=settings.DEVICE_MAX_MESSAGES_PER_SECOND,
+            device_bytes_per_second=settings.DEVICE_MAX_BYTES_PER_SECOND,
         )
 
     def subscriptions(self):
@@ -126,6 +141,8 @@ class Bridge:
         ]
         if self.heartbeat_path:
             self._tasks.append(asyncio.create_task(self._heartbeat_forever()))
+        if self.broker_auth:
+            self._tasks.append(asyncio.create_task(self.broker_auth.run_forever()))
         await self.mqtt.run()
 
     async def stop(self):
@@ -154,6 +171,9 @@ class Bridge:
             device_id, kind = protocol.parse_topic(message.topic)
         except Rejected as rejection:
             self._drop("-", rejection, message)
+            return
+        if not self.budgets.allow(device_id, len(message.payload)):
+            self._drop(device_id, self._over_budget, message)
             return
         if kind == protocol.TELEMETRY:
             now_ms = self.receive_clock.now(device_id)
@@ -308,6 +328,7 @@ class Bridge:
     async def _report_forever(self):
         while True:
             await asyncio.sleep(self.stats_interval)
+            self.budgets.forget_idle()
             self._log_stats()
 
     async def _heartbeat_forever(self):

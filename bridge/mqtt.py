@@ -7,7 +7,7 @@ The connection reconnects by itself with jittered exponential backoff and resubs
 import asyncio
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
@@ -29,6 +29,12 @@ class BrokerAddress:
     def __str__(self):
         user = f"{self.username}@" if self.username else ""
         return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
+
+    def without_login(self):
+        return replace(self, username=None, password=None)
+
+    def with_login(self, username, password):
+        return replace(self, username=username, password=password)
 
 
 def parse_mqtt_url(url):

@@ -1,15 +1,46 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 
-from devices.models import Command, Device
+from devices.credentials import issue_device_token, revoke_device_token
+from devices.models import BrokerAccount, Command, Device
 
 
 @admin.register(Device)
 class DeviceAdmin(admin.ModelAdmin):
-    list_display = ["id", "name", "owner", "online", "last_seen"]
+    list_display = ["id", "name", "owner", "online", "can_connect", "last_seen"]
     list_filter = ["online", "groups"]
     search_fields = ["id", "name", "owner__username"]
     filter_horizontal = ["groups"]
-    readonly_fields = ["online", "last_seen", "seq", "created"]
+    readonly_fields = ["online", "last_seen", "seq", "credentials_changed", "created"]
+    actions = ["rotate_password", "revoke_password"]
+
+    @admin.display(boolean=True, description="may connect")
+    def can_connect(self, device):
+        return device.can_connect
+
+    @admin.action(description="Give the selected devices new MQTT passwords (shown once)")
+    def rotate_password(self, request, queryset):
+        for device in queryset:
+            password = issue_device_token(device)
+            self.message_user(request, f"{device.pk}: new MQTT password {password} (shown only now)", messages.WARNING)
+
+    @admin.action(description="Revoke the selected devices' MQTT passwords")
+    def revoke_password(self, request, queryset):
+        for device in queryset:
+            revoke_device_token(device)
+        self.message_user(request, f"Revoked {len(queryset)} MQTT passwords: the broker drops them within seconds.")
+
+
+@admin.register(BrokerAccount)
+class BrokerAccountAdmin(admin.ModelAdmin):
+    """Accounts are made by `manage.py brokeraccount` (which shows the password once) or by a
+    bridge for itself; here they can be seen and deleted."""
+
+    list_display = ["username", "role", "changed"]
+    list_filter = ["role"]
+    readonly_fields = ["username", "role", "changed"]
+
+    def has_add_permission(self, request):
+        return False
 
 
 @admin.register(Command)

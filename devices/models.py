@@ -26,6 +26,11 @@ class Device(models.Model):
     online = models.BooleanField(default=False)
     last_seen = models.DateTimeField(null=True, blank=True)
     seq = models.BigIntegerField(default=0, help_text="Readings frames published for this device so far.")
+    password_hash = models.CharField(
+        max_length=200, blank=True, editable=False,
+        help_text="Its MQTT password, hashed as Mosquitto checks it; empty: it may not connect.",
+    )
+    credentials_changed = models.DateTimeField(null=True, blank=True, editable=False, db_index=True)
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -33,6 +38,34 @@ class Device(models.Model):
 
     def __str__(self):
         return self.name or self.id
+
+    @property
+    def can_connect(self):
+        return bool(self.password_hash)
+
+
+class BrokerAccount(models.Model):
+    """A broker login of the hub's own: a bridge, or a trusted gateway that publishes for many
+    devices. Usernames hold a dot, so they can never be a device id."""
+
+    class Role(models.TextChoices):
+        BRIDGE = "bridge", "bridge: reads every device's messages, sends every device's commands"
+        GATEWAY = "gateway", "gateway: publishes telemetry and status for every device"
+
+    username = models.CharField(
+        max_length=64,
+        unique=True,
+        validators=[RegexValidator(r"^[A-Za-z0-9_-]*\.[A-Za-z0-9_.-]*\Z", "Letters, digits, _, - and at least one dot.")],
+    )
+    role = models.CharField(max_length=16, choices=Role.choices)
+    password_hash = models.CharField(max_length=200, editable=False)
+    changed = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
+
+    class Meta:
+        ordering = ["username"]
+
+    def __str__(self):
+        return f"{self.username} ({self.role})"
 
 
 class Command(models.Model):

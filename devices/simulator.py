@@ -100,10 +100,13 @@ class SimulatedSensor:
 
 
 class Fleet:
-    """Many simulated sensors on one event loop."""
+    """Many simulated sensors on one event loop; `logins` maps each one's id to its MQTT password."""
 
-    def __init__(self, device_ids, address, interval):
-        self.sensors = [SimulatedSensor(device_id, address, interval) for device_id in device_ids]
+    def __init__(self, logins, address, interval):
+        self.sensors = [
+            SimulatedSensor(device_id, address.with_login(device_id, password), interval)
+            for device_id, password in logins.items()
+        ]
         self._tasks = []
 
     async def run(self):
@@ -122,10 +125,13 @@ def simulated_device_ids(count, prefix="sim"):
 
 
 def register_devices(device_ids, owner):
-    """Registers, for `owner`, those of the devices that are not registered yet."""
+    """Registers, for `owner`, those of the devices that are not registered yet, and gives each
+    device a new MQTT password (the simulator is the only one who knows them): {id: password}."""
+    from devices.credentials import issue_device_token
     from devices.models import Device
 
     known = set(Device.objects.filter(pk__in=device_ids).values_list("pk", flat=True))
     Device.objects.bulk_create(
         [Device(id=device_id, name=f"Simulated sensor {device_id}", owner=owner) for device_id in device_ids if device_id not in known]
     )
+    return {device.pk: issue_device_token(device) for device in Device.objects.filter(pk__in=device_ids)}

@@ -4,6 +4,7 @@ from ninja.errors import ValidationError
 from ninja.security import django_auth
 
 from accounts.auth import TokenAuth
+from devices.api import router as devices_router
 from telemetry.api import router as telemetry_router
 
 api = NinjaAPI(
@@ -16,6 +17,7 @@ api = NinjaAPI(
     urls_namespace="api",
 )
 api.add_router("", telemetry_router)
+api.add_router("", devices_router)
 
 
 @api.exception_handler(ValidationError)

@@ -158,6 +158,11 @@ BATCH_WINDOW_MS = env_int("HUB_BATCH_WINDOW_MS", 2, minimum=0)
 BRIDGE_STATS_INTERVAL = env_int("HUB_BRIDGE_STATS_INTERVAL", 60, minimum=1)
 # Touched every few seconds while the bridge is connected to the broker; health checks read its age.
 BRIDGE_HEARTBEAT_FILE = Path(env_str("HUB_BRIDGE_HEARTBEAT_FILE", str(DATA_DIR / "bridge.heartbeat")))
+# Where the bridge writes Mosquitto's password and ACL files from the registry; empty: it does not.
+BROKER_AUTH_DIR = env_str("HUB_BROKER_AUTH_DIR")
+# Each device's budget; messages over it are dropped and counted as rate_limited.
+DEVICE_MAX_MESSAGES_PER_SECOND = env_int("HUB_DEVICE_MAX_MESSAGES_PER_SECOND", 100, minimum=1)
+DEVICE_MAX_BYTES_PER_SECOND = env_int("HUB_DEVICE_MAX_BYTES_PER_SECOND", 262144, minimum=1)
 
 # Dashboards and commands.
 WS_MAX_PENDING_FRAMES = env_int("HUB_WS_MAX_PENDING_FRAMES", 500, minimum=1)

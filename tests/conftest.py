@@ -1,6 +1,7 @@
 import pytest
 from django.contrib.auth import get_user_model
 
+from devices.credentials import issue_device_token
 from devices.models import Device
 from tests.servers import MosquittoServer, RedisServer
 
@@ -36,7 +37,10 @@ def make_user(transactional_db):
 @pytest.fixture
 def make_device(transactional_db):
     def make(device_id, owner, **fields):
-        return Device.objects.create(id=device_id, owner=owner, name=fields.pop("name", device_id), **fields)
+        """A registered device; its MQTT password is in `mqtt_password` (the hub keeps only a hash)."""
+        device = Device.objects.create(id=device_id, owner=owner, name=fields.pop("name", device_id), **fields)
+        device.mqtt_password = issue_device_token(device)
+        return device
 
     return make
 
@@ -57,20 +61,18 @@ def mosquitto_server(tmp_path_factory):
     yield from running(MosquittoServer(tmpdir=tmp_path_factory.mktemp("mosquitto")))
 
 
-@pytest.fixture(scope="module")
-def live_hub(django_db_setup, redis_server, mosquitto_server, tmp_path_factory):
-    """The bridge and daphne on the test database, with a small payload limit to test against."""
-    from django.conf import settings
+def running_hub(redis_server, mosquitto_server, workdir, **settings):
+    """The bridge and daphne on the test database, the servers given, and these HUB_* settings."""
+    from django.conf import settings as django_settings
 
     from tests.live import LiveHub
 
-    hub = LiveHub(
-        settings.DATABASES["default"]["NAME"],
-        redis_server.url,
-        mosquitto_server.url,
-        tmp_path_factory.mktemp("hub"),
-        max_payload_bytes=4096,
+    yield from running(
+        LiveHub(django_settings.DATABASES["default"]["NAME"], redis_server.url, mosquitto_server, workdir, **settings)
     )
-    hub.start()
-    yield hub
-    hub.stop()
+
+
+@pytest.fixture(scope="module")
+def live_hub(django_db_setup, redis_server, mosquitto_server, tmp_path_factory):
+    """The hub, with a small payload limit to test against."""
+    yield from running_hub(redis_server, mosquitto_server, tmp_path_factory.mktemp("hub"), max_payload_bytes=4096)

@@ -84,6 +84,15 @@ class HubProcess:
             raise AssertionError(f"{error}\n--- {self.name} log ---\n{self.log()[-3000:]}") from None
 
 
+class ApiResponse:
+    def __init__(self, status, body):
+        self.status = status
+        self.body = body
+
+    def json(self):
+        return orjson.loads(self.body)
+
+
 class HubClient:
     """What a signed-in browser does with a hub at `url`."""
 
@@ -106,6 +115,21 @@ class HubClient:
             raise AssertionError(f"signing in as {username} failed")
         return "; ".join(f"{cookie.name}={cookie.value}" for cookie in cookies)
 
+    def api(self, method, path, cookie, body=None):
+        """An API call as a signed-in page makes it: the session cookie and its CSRF token."""
+        csrf = re.search(r"csrftoken=([^;]+)", cookie).group(1)
+        request = urllib.request.Request(
+            self.url + path,
+            method=method,
+            data=None if body is None else orjson.dumps(body),
+            headers={"Cookie": cookie, "X-CSRFToken": csrf, "Referer": self.url, "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+                return ApiResponse(response.status, response.read())
+        except urllib.error.HTTPError as error:
+            return ApiResponse(error.code, error.read())
+
     def dashboard(self, path, cookie=None, origin=None):
         headers = {"Cookie": cookie} if cookie else {}
         socket = websocket_connect(
@@ -117,9 +141,12 @@ class HubClient:
 class LiveHub(HubClient):
     """The bridge (manage.py runbridge) and the web server (daphne), as in production."""
 
-    def __init__(self, database_path, redis_url, mqtt_url, workdir, **settings):
-        self.mqtt_url = mqtt_url
+    def __init__(self, database_path, redis_url, broker, workdir, **settings):
+        self.mqtt_url = broker.url
+        self.broker = broker
         self.workdir = workdir
+        # Each hub its own bridge login: the broker keeps a persistent session per login.
+        self.bridge_login = (unique_id("bridge.test"), uuid.uuid4().hex)
         self.port = free_port()
         super().__init__(f"http://127.0.0.1:{self.port}/")
         env = {
@@ -128,8 +155,8 @@ class LiveHub(HubClient):
             "HUB_ALLOWED_HOSTS": "127.0.0.1,localhost",
             "HUB_DATABASE_URL": f"sqlite:///{database_path}",
             "HUB_REDIS_URL": redis_url,
-            "HUB_MQTT_URL": mqtt_url,
-            "HUB_MQTT_CLIENT_ID": unique_id("bridge"),
+            "HUB_MQTT_URL": broker.login_url(*self.bridge_login),
+            "HUB_BROKER_AUTH_DIR": str(broker.auth_dir),
             "HUB_BRIDGE_STATS_INTERVAL": "1",
             "HUB_DATA_DIR": str(workdir),
             "PYTHONUNBUFFERED": "1",
@@ -199,19 +226,58 @@ class Dashboard:
         self.socket.close()
 
 
+class Gateway:
+    """A login of the hub's gateway role: publishes on any device's topics."""
+
+    def __init__(self, mqtt_url, username, password):
+        self.address = parse_mqtt_url(mqtt_url)
+        self.connected = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=username, protocol=mqtt.MQTTv311)
+        self.client.username_pw_set(username, password)
+        self.client.reconnect_delay_set(min_delay=0.2, max_delay=1)
+        self.client.on_connect = lambda client, userdata, flags, reason_code, properties: (
+            reason_code.is_failure or self.connected.set()
+        )
+
+    def connect(self):
+        self.client.connect(self.address.host, self.address.port)
+        self.client.loop_start()
+        if not self.connected.wait(TIMEOUT):
+            raise AssertionError(f"the gateway could not connect to {self.address}")
+        return self
+
+    def publish(self, topic, payload):
+        self.client.publish(topic, payload, qos=1).wait_for_publish(TIMEOUT)
+
+    def disconnect(self):
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
 class Device:
     """An MQTT device as docs/protocol.md describes it, on paho's own network thread."""
 
-    def __init__(self, mqtt_url, device_id, clean_session=True):
+    def __init__(self, mqtt_url, device_id, password, clean_session=True, ca_file=None, client_id=None):
+        """`password` None: an anonymous client. `client_id`: to try another's (the broker should ignore it)."""
         self.device_id = device_id
         self.address = parse_mqtt_url(mqtt_url)
         self.commands = queue.Queue()
         self.connected = threading.Event()
+        self.refused = None  # the broker's reason code for the last refused connection
+        self.disconnects = 0
         self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=device_id, clean_session=clean_session, protocol=mqtt.MQTTv311
+            CallbackAPIVersion.VERSION2, client_id=client_id or device_id, clean_session=clean_session,
+            protocol=mqtt.MQTTv311,
         )
+        if password is not None:
+            self.client.username_pw_set(device_id, password)
+        if self.address.tls:
+            self.client.tls_set(ca_certs=ca_file)
+        # The broker learns a new login within seconds: until then, try again soon.
+        self.client.reconnect_delay_set(min_delay=0.2, max_delay=1)
         self.client.will_set(self.topic("status"), b"offline", qos=1, retain=True)
         self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
         self.client.on_message = lambda client, userdata, message: self.commands.put(orjson.loads(message.payload))
 
     def topic(self, kind):
@@ -221,13 +287,30 @@ class Device:
         self.client.connect(self.address.host, self.address.port)
         self.client.loop_start()
         if not self.connected.wait(TIMEOUT):
-            raise AssertionError(f"{self.device_id} could not connect to {self.address}")
+            raise AssertionError(f"{self.device_id} could not connect to {self.address} (refused: {self.refused})")
         return self
 
+    def refusal(self):
+        """Tries to connect, expecting to be refused; returns the broker's reason."""
+        self.client.connect_async(self.address.host, self.address.port)
+        self.client.loop_start()
+        try:
+            return wait_until(lambda: self.refused, message=f"the broker to refuse {self.device_id}")
+        finally:
+            self.client.disconnect()
+            self.client.loop_stop()
+
     def _on_connect(self, client, userdata, flags, reason_code, properties):
+        if reason_code.is_failure:
+            self.refused = reason_code
+            return
         client.subscribe(self.topic("commands"), qos=1)
         client.publish(self.topic("status"), b"online", qos=1, retain=True)
         self.connected.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        if self.connected.is_set():
+            self.disconnects += 1
 
     def publish(self, topic, payload, qos=1, retain=False):
         info = self.client.publish(topic, payload, qos=qos, retain=retain)

@@ -1,9 +1,11 @@
 """Throwaway Redis and Mosquitto servers for the tests, on free ports, in a temporary directory.
 
-Mosquitto runs with the project's own mosquitto/mosquitto.conf, changing only what a
-throwaway broker must: its port and its data directory."""
+Mosquitto runs as in production, with the project's own mosquitto/mosquitto.conf under
+mosquitto/run-broker.sh, changing only what a throwaway broker must: its ports and the places of
+its data, logins and certificates (made by mosquitto/make-certs.sh)."""
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -11,6 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BROKER_CONFIG = ROOT / "mosquitto" / "mosquitto.conf"
+BROKER_SCRIPTS = ROOT / "mosquitto"
 
 
 def free_port():
@@ -55,7 +58,10 @@ class ServerProcess:
 
     def start(self):
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(self.command(), cwd=self.tmpdir, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                self.command(), cwd=self.tmpdir, env=self.environment(), stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         try:
             wait_for_port("127.0.0.1", self.port, timeout=10)
         except TimeoutError:
@@ -71,9 +77,18 @@ class ServerProcess:
                 self.process.kill()
                 self.process.wait()
 
+    def kill(self):
+        """Kills the server and anything it started, as a crash would: no clean shutdown."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
     def restart(self):
         self.stop()
         self.start()
+
+    def environment(self):
+        return None
 
     def log(self):
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -100,27 +115,52 @@ class RedisServer(ServerProcess):
 class MosquittoServer(ServerProcess):
     program = "mosquitto"
 
+    def __init__(self, tmpdir):
+        super().__init__(tmpdir)
+        self.tls_port = free_port()
+        self.auth_dir = self.tmpdir / "auth"
+        self.certs_dir = self.tmpdir / "certs"
+
     @property
     def url(self):
+        """The broker's address, with no login: add one with login_url()."""
         return f"mqtt://127.0.0.1:{self.port}"
 
+    def login_url(self, username, password, tls=False):
+        if tls:
+            return f"mqtts://{username}:{password}@localhost:{self.tls_port}"
+        return f"mqtt://{username}:{password}@127.0.0.1:{self.port}"
+
     def command(self):
+        if not (self.certs_dir / "server.crt").exists():
+            subprocess.run(
+                ["sh", str(BROKER_SCRIPTS / "make-certs.sh"), str(self.certs_dir), "localhost", "127.0.0.1"],
+                check=True, capture_output=True,
+            )
         config_path = self.tmpdir / "mosquitto.conf"
         config_path.write_text(self.config())
-        return [find_program(self.program), "-c", str(config_path)]
+        return ["sh", str(BROKER_SCRIPTS / "run-broker.sh"), str(config_path)]
+
+    def environment(self):
+        return {**os.environ, "MOSQUITTO": find_program(self.program)}
 
     def config(self):
-        """The project's broker config, on this server's port and data directory."""
+        """The project's broker config, with this server's ports and files."""
         data_dir = self.tmpdir / "data"
         data_dir.mkdir(exist_ok=True)
         replacements = {
-            "listener": f"listener {self.port} 127.0.0.1",
-            "persistence_location": f"persistence_location {data_dir}/",
+            ("listener", "1883"): f"listener {self.port} 127.0.0.1",
+            ("listener", "8883"): f"listener {self.tls_port} 127.0.0.1",
+            ("certfile", None): f"certfile {self.certs_dir / 'server.crt'}",
+            ("keyfile", None): f"keyfile {self.certs_dir / 'server.key'}",
+            ("password_file", None): f"password_file {self.auth_dir / 'passwords'}",
+            ("acl_file", None): f"acl_file {self.auth_dir / 'acl'}",
+            ("persistence_location", None): f"persistence_location {data_dir}/",
         }
         lines = []
         for line in BROKER_CONFIG.read_text().splitlines():
-            option = line.split(maxsplit=1)[0] if line.strip() else ""
-            lines.append(replacements.get(option, line))
+            option, _, value = line.partition(" ")
+            lines.append(replacements.get((option, value), replacements.get((option, None), line)))
         if os.geteuid() == 0:
             # As root Mosquitto switches to the "mosquitto" user, who cannot write our directory.
             lines.append("user root")

@@ -71,7 +71,7 @@ def test_the_fleet_page_shows_a_device_going_online_when_it_connects(signed_in, 
     signed_in.goto("/")
     row = signed_in.locator(f'tr[data-device="{device.id}"]')
     expect(row.locator(".status")).to_have_text("offline")
-    sensor = Device(live_hub.mqtt_url, device.id).connect()
+    sensor = Device(live_hub.mqtt_url, device.id, device.mqtt_password).connect()
     expect(row.locator(".status")).to_have_text("online")
     sensor.send_reading({"temp": 21.5, "hum": 40})
     expect(row.locator(".values")).to_contain_text("temp21.5")
@@ -90,7 +90,7 @@ def test_the_fleet_page_shows_a_device_going_online_when_it_connects(signed_in, 
 
 
 def test_a_reading_published_over_mqtt_reaches_the_chart_and_latest_values(signed_in, live_hub, device):
-    sensor = Device(live_hub.mqtt_url, device.id).connect()
+    sensor = Device(live_hub.mqtt_url, device.id, device.mqtt_password).connect()
     sensor.send_reading({"temp": 20.0})
     signed_in.goto(f"/devices/{device.id}/")
     chart = signed_in.locator('canvas[data-key="temp"]')
@@ -107,7 +107,7 @@ def test_a_reading_published_over_mqtt_reaches_the_chart_and_latest_values(signe
 
 
 def test_a_command_from_the_page_reaches_the_device_and_its_result_shows(signed_in, live_hub, device):
-    sensor = Device(live_hub.mqtt_url, device.id).connect()
+    sensor = Device(live_hub.mqtt_url, device.id, device.mqtt_password).connect()
     for value in (20.5, 20.9, 21.4, 21.2):
         sensor.send_reading({"temp": value, "hum": 41})
     signed_in.goto(f"/devices/{device.id}/")

@@ -23,9 +23,35 @@ def services(compose):
     return compose["services"]
 
 
-def broker_options():
+def broker_lines():
     lines = (ROOT / "mosquitto" / "mosquitto.conf").read_text().splitlines()
-    return dict(line.split(maxsplit=1) for line in lines if line.strip() and not line.startswith("#"))
+    return [tuple(line.split(maxsplit=1)) for line in lines if line.strip() and not line.startswith("#")]
+
+
+def broker_options():
+    """The config's options; for one given several times (listener), the last."""
+    return dict(broker_lines())
+
+
+def listeners():
+    """Each listener's port and its own options (those after it, up to the next listener)."""
+    found = []
+    for option, value in broker_lines():
+        if option == "listener":
+            found.append((value.split()[0], {}))
+        elif found:
+            found[-1][1][option] = value
+    return found
+
+
+def listener_ports():
+    """The TLS listener's port (the one with a certfile) and the plain one's."""
+    return {("tls" if "certfile" in options else "plain"): port for port, options in listeners()}
+
+
+def interpolated(value, sample="sample"):
+    """A value as compose sees it once the variables it names are set (to `sample`)."""
+    return re.sub(r"\$\{\w+(:[?-][^}]*)?\}", sample, value)
 
 
 def test_every_part_of_the_hub_is_a_service(services):
@@ -64,9 +90,9 @@ def test_the_broker_runs_the_projects_config_with_persistent_data(services):
 
 def test_hub_processes_reach_the_servers_by_service_name(services):
     environment = services["bridge"]["environment"]
-    mqtt = urlsplit(environment["HUB_MQTT_URL"])
+    mqtt = urlsplit(interpolated(environment["HUB_MQTT_URL"]))
     assert mqtt.hostname == "mosquitto"
-    assert str(mqtt.port) == broker_options()["listener"].split()[0]
+    assert str(mqtt.port) == listener_ports()["plain"]
     assert urlsplit(environment["HUB_REDIS_URL"]).hostname == "redis"
     database = urlsplit(environment["HUB_DATABASE_URL"])
     assert database.scheme == "postgres" and database.hostname == "postgres"
@@ -99,3 +125,46 @@ def test_the_bridge_health_check_reads_the_heartbeat_it_writes(services):
 
 def test_the_bridge_gets_time_to_flush_on_stop(services):
     assert services["bridge"]["stop_grace_period"] == "30s"
+
+
+def test_the_broker_refuses_anonymous_clients_and_reloads_the_logins_the_bridge_writes(services):
+    options = broker_options()
+    assert options["allow_anonymous"] == "false"
+    assert all(own.get("use_username_as_clientid") == "true" for _, own in listeners())
+    mosquitto, bridge = services["mosquitto"], services["bridge"]
+    assert mosquitto["command"] == ["sh", "/mosquitto/config/run-broker.sh", "/mosquitto/config/mosquitto.conf"]
+    assert "./mosquitto/run-broker.sh:/mosquitto/config/run-broker.sh:ro" in mosquitto["volumes"]
+    auth_dir = str(Path(options["password_file"]).parent)
+    assert Path(options["acl_file"]).parent == Path(auth_dir)
+    shared = {volume.split(":")[0] for volume in mosquitto["volumes"] if volume.split(":")[1] == auth_dir}
+    bridge_dir = bridge["environment"]["HUB_BROKER_AUTH_DIR"]
+    assert shared & {volume.split(":")[0] for volume in bridge["volumes"] if volume.split(":")[1] == bridge_dir}
+    # The volume is made by migrate (the hub's image, the hub's user) before the broker starts.
+    assert mosquitto["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert any(volume.split(":")[0] in shared for volume in services["migrate"]["volumes"])
+
+
+def test_the_bridge_logs_in_with_an_account_name_and_a_required_password(services):
+    from devices.models import BrokerAccount
+
+    url = services["bridge"]["environment"]["HUB_MQTT_URL"]
+    mqtt = urlsplit(interpolated(url))
+    BrokerAccount._meta.get_field("username").run_validators(mqtt.username)
+    assert mqtt.password == "sample"
+    assert re.search(r":\$\{MQTT_BRIDGE_PASSWORD:\?[^}]+\}@", url)
+
+
+def test_devices_reach_only_the_tls_listener_from_outside(services):
+    ports = listener_ports()
+    published = services["mosquitto"]["ports"]
+    assert f"{ports['tls']}:{ports['tls']}" in published
+    assert [port for port in published if port.endswith(f":{ports['plain']}")] == [f"127.0.0.1:{ports['plain']}:{ports['plain']}"]
+    certs = Path(broker_options()["certfile"]).parent
+    assert Path(broker_options()["keyfile"]).parent == certs
+    assert f"./mosquitto/certs:{certs}:ro" in services["mosquitto"]["volumes"]
+
+
+def test_the_broker_health_check_wants_anonymous_clients_refused(services):
+    test = services["mosquitto"]["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "sh", "-c"]
+    assert "mosquitto_sub" in test[3] and "-eq 5" in test[3]

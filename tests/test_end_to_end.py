@@ -3,14 +3,16 @@ daphne, and dashboards' websockets signed in through the login page."""
 import re
 import threading
 import time
+import uuid
 
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from devices.models import Command
+from devices.credentials import ensure_account
+from devices.models import BrokerAccount, Command
 from telemetry.models import Reading
 from tests.conftest import PASSWORD
-from tests.live import Device, unique_id, wait_until
+from tests.live import Device, Gateway, unique_id, wait_until
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -42,7 +44,7 @@ def test_a_reading_reaches_the_device_socket_and_the_fleet_socket(live_hub, devi
     fleet.send(action="subscribe", devices=[device.id])
     fleet.frame(type="snapshot", device=device.id)
 
-    sensor = Device(live_hub.mqtt_url, device.id).connect()
+    sensor = Device(live_hub.mqtt_url, device.id, device.mqtt_password).connect()
     ts = now_ms()
     sensor.send_reading({"temp": 21.5, "door": False, "mode": "eco"}, ts=ts)
 
@@ -66,7 +68,7 @@ def test_status_changes_reach_dashboards_and_the_snapshot(live_hub, device, cook
     fleet.send(action="subscribe", devices="*")
     fleet.frame(type="snapshot", device=device.id, online=False)
 
-    sensor = Device(live_hub.mqtt_url, device.id).connect()
+    sensor = Device(live_hub.mqtt_url, device.id, device.mqtt_password).connect()
     fleet.frame(type="status", device=device.id, online=True)
     sensor.send_reading({"temp": 20.0})
     fleet.frame(type="readings", device=device.id)
@@ -83,7 +85,7 @@ def test_a_command_goes_out_over_mqtt_and_its_answer_reaches_every_dashboard(liv
     sender.send(action="subscribe", devices=[device.id])
     watcher = live_hub.dashboard(f"ws/devices/{device.id}/", cookie)
     watcher.frame(type="snapshot")
-    sensor = Device(live_hub.mqtt_url, device.id).connect()
+    sensor = Device(live_hub.mqtt_url, device.id, device.mqtt_password).connect()
     sender.frame(type="status", device=device.id, online=True)
 
     sender.send(action="command", device=device.id, name="set_interval", params={"seconds": 5}, ttl=30)
@@ -111,7 +113,7 @@ def test_a_command_for_an_offline_device_is_sent_when_it_comes_online(live_hub, 
     pending = dashboard.frame(type="command", status="pending")
     dashboard.no_frame(within=2.5, type="command", status="sent")  # two sweeps of the bridge
 
-    sensor = Device(live_hub.mqtt_url, device.id).connect()
+    sensor = Device(live_hub.mqtt_url, device.id, device.mqtt_password).connect()
     assert sensor.next_command()["id"] == pending["id"]
     dashboard.frame(type="command", id=pending["id"], status="sent")
     sensor.go_offline()
@@ -124,7 +126,7 @@ def test_a_command_whose_ttl_runs_out_expires_and_is_never_sent(live_hub, device
     pending = dashboard.frame(type="command", status="pending")
     dashboard.frame(type="command", id=pending["id"], status="expired")
 
-    sensor = Device(live_hub.mqtt_url, device.id).connect()
+    sensor = Device(live_hub.mqtt_url, device.id, device.mqtt_password).connect()
     dashboard.frame(type="status", online=True)
     sensor.no_command(within=2)
     assert Command.objects.get(pk=pending["id"]).status == "expired"
@@ -154,7 +156,7 @@ def test_every_kind_of_bad_message_is_counted_and_logged_and_good_ones_still_flo
     dashboard = live_hub.dashboard(f"ws/devices/{device.id}/", cookie)
     dashboard.frame(type="snapshot")
     before = rejected_counts(live_hub.bridge.log())
-    sensor = Device(live_hub.mqtt_url, device.id).connect()
+    sensor = Device(live_hub.mqtt_url, device.id, device.mqtt_password).connect()
     telemetry = sensor.topic("telemetry")
 
     for payload in BAD_TELEMETRY.values():
@@ -163,8 +165,13 @@ def test_every_kind_of_bad_message_is_counted_and_logged_and_good_ones_still_flo
     sensor.publish(telemetry, b'{"temp": NaN}')
     sensor.publish(sensor.topic("status"), b"sleepy")
     sensor.publish(sensor.topic("commands/result"), b'{"id": "not-a-uuid", "ok": true}')
-    sensor.publish(f"devices/{unique_id('ghost')}/telemetry", b'{"temp": 1}')
-    sensor.publish("devices/bad id!/telemetry", b'{"temp": 1}')
+    # The broker lets a device publish on its own topics only; a gateway may publish on any.
+    username, password = unique_id("gateway.test"), uuid.uuid4().hex
+    ensure_account(username, password, BrokerAccount.Role.GATEWAY)
+    gateway = Gateway(live_hub.mqtt_url, username, password).connect()
+    gateway.publish(f"devices/{unique_id('ghost')}/telemetry", b'{"temp": 1}')
+    gateway.publish("devices/bad id!/telemetry", b'{"temp": 1}')
+    gateway.disconnect()
     sensor.send_reading({"temp": 19.5})
 
     assert dashboard.frame(type="readings")["items"][0]["values"] == {"temp": 19.5}
@@ -185,7 +192,7 @@ def test_every_kind_of_bad_message_is_counted_and_logged_and_good_ones_still_flo
 
 
 def test_a_bridge_restarted_while_a_device_publishes_at_qos1_loses_no_reading(live_hub, device):
-    sensor = Device(live_hub.mqtt_url, device.id).connect()
+    sensor = Device(live_hub.mqtt_url, device.id, device.mqtt_password).connect()
     count, start = 400, now_ms() - 60_000
     published = []
 
@@ -244,7 +251,7 @@ def test_another_user_neither_sees_nor_commands_the_device(live_hub, device, coo
 
     owner_view = live_hub.dashboard(f"ws/devices/{device.id}/", cookie)
     owner_view.frame(type="snapshot")
-    sensor = Device(live_hub.mqtt_url, device.id).connect()
+    sensor = Device(live_hub.mqtt_url, device.id, device.mqtt_password).connect()
     sensor.send_reading({"temp": 1.0})
     owner_view.frame(type="readings")
     fleet.no_frame(within=1, device=device.id)

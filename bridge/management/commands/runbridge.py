@@ -3,6 +3,7 @@ import logging
 from channels import DEFAULT_CHANNEL_LAYER
 from channels.layers import get_channel_layer
 from channels.routing import get_default_application
+from django.core.exceptions import ValidationError
 from django.core.management import BaseCommand, CommandError
 
 from bridge.bridge import Bridge
@@ -28,6 +29,13 @@ class Command(BaseCommand):
             bridge = Bridge.from_settings(channel_layer)
         except ValueError as exc:
             raise CommandError(f"HUB_MQTT_URL: {exc}")
+        if bridge.broker_auth:
+            if bridge.address.username is None:
+                raise CommandError("HUB_BROKER_AUTH_DIR is set, so HUB_MQTT_URL must name the bridge's broker user.")
+            try:
+                bridge.broker_auth.sync()
+            except ValidationError as exc:
+                raise CommandError(f"HUB_MQTT_URL's user cannot be a broker account: {' '.join(exc.messages)}")
         logger.info("listening for commands on channel %s", BRIDGE_COMMANDS_CHANNEL)
         worker = self.worker_class(
             bridge=bridge,

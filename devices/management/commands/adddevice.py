@@ -5,6 +5,7 @@ from django.core.management import BaseCommand, CommandError
 
 from bridge.mqtt import parse_mqtt_url
 from bridge.protocol import COMMAND_RESULT, STATUS, TELEMETRY, commands_topic, device_topic
+from devices.credentials import issue_device_token
 from devices.models import Device
 
 
@@ -29,10 +30,11 @@ class Command(BaseCommand):
         except ValidationError as exc:
             raise CommandError("; ".join(f"{field}: {' '.join(errors)}" for field, errors in exc.message_dict.items()))
         device.save()
+        password = issue_device_token(device)
         self.stdout.write(self.style.SUCCESS(f"Registered {device_id} for {owner}."))
-        self.stdout.write(f"  broker:    {parse_mqtt_url(settings.MQTT_URL)}")
-        self.stdout.write(f"  client id: {device_id}  (also its username)")
+        self.stdout.write(f"  broker:    {parse_mqtt_url(settings.MQTT_URL).without_login()}  (devices on the internet: port 8883, TLS)")
+        self.stdout.write(f"  username:  {device_id}  (also its client id)")
+        self.stdout.write(f"  password:  {password}  (shown only now: manage.py devicetoken rotate {device_id} makes a new one)")
         self.stdout.write(f"  publish:   {device_topic(device_id, TELEMETRY)}, {device_topic(device_id, STATUS)}, "
                           f"{device_topic(device_id, COMMAND_RESULT)}")
         self.stdout.write(f"  subscribe: {commands_topic(device_id)}")
-        self.stdout.write("  The broker config in mosquitto/ does not check device passwords yet: keep it on a private network.")

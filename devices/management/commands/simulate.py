@@ -30,13 +30,13 @@ class Command(BaseCommand):
             owner_user.save()
             logger.info("created user %s to own the simulated devices (manage.py changepassword %s)", owner, owner)
         device_ids = simulated_device_ids(devices, prefix)
-        register_devices(device_ids, owner_user)
-        address = parse_mqtt_url(settings.MQTT_URL)
-        logger.info("simulated devices %s..%s publish to %s", device_ids[0], device_ids[-1], address)
-        asyncio.run(self.simulate(device_ids, address, interval))
+        logins = register_devices(device_ids, owner_user)
+        address = parse_mqtt_url(settings.MQTT_URL).without_login()
+        logger.info("simulated devices %s..%s publish to %s, each with a new password", device_ids[0], device_ids[-1], address)
+        asyncio.run(self.simulate(logins, address, interval))
 
-    async def simulate(self, device_ids, address, interval):
-        fleet = Fleet(device_ids, address, interval)
+    async def simulate(self, logins, address, interval):
+        fleet = Fleet(logins, address, interval)
         stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(signum, stop.set)

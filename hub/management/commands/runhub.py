@@ -51,9 +51,9 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
         operator, password = _demo_operator()
         device_ids = simulated_device_ids(devices, prefix="demo")
-        register_devices(device_ids, operator)
+        logins = register_devices(device_ids, operator)
 
-        self.runtime = Runtime(address, embedded_broker, device_ids, interval)
+        self.runtime = Runtime(address, embedded_broker, logins, interval)
         reactor.callWhenRunning(lambda: asyncio.ensure_future(self.runtime.start()))
         reactor.addSystemEventTrigger("before", "shutdown", lambda: defer.Deferred.fromFuture(
             asyncio.ensure_future(self.runtime.stop())
@@ -73,10 +73,10 @@ class Command(BaseCommand):
 class Runtime:
     """What runs beside daphne in its event loop."""
 
-    def __init__(self, address, embedded_broker, device_ids, interval):
+    def __init__(self, address, embedded_broker, logins, interval):
         self.address = address
         self.embedded_broker = embedded_broker
-        self.device_ids = device_ids
+        self.logins = logins
         self.interval = interval
         self.broker = None
         self.fleet = None
@@ -92,7 +92,11 @@ class Runtime:
                 "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
             })
             await self.broker.start()
-            logger.info("embedded MQTT broker (amqtt) listening on 127.0.0.1:%d, loopback only", self.address.port)
+            logger.info(
+                "embedded MQTT broker (amqtt) listening on 127.0.0.1:%d, loopback only: it lets any local "
+                "client in without a password, so it is for development; production uses Mosquitto with "
+                "device logins (README.md)", self.address.port,
+            )
         layer = get_channel_layer()
         worker = BridgeWorker(
             bridge=Bridge.from_settings(layer, self.address),
@@ -101,8 +105,8 @@ class Runtime:
             channel_layer=layer,
         )
         self.tasks = [asyncio.create_task(worker.serve(self.stopping)), asyncio.create_task(worker.application_checker())]
-        if self.device_ids:
-            self.fleet = Fleet(self.device_ids, self.address, self.interval)
+        if self.logins:
+            self.fleet = Fleet(self.logins, self.address.without_login(), self.interval)
             self.tasks.append(asyncio.create_task(self.fleet.run()))
         logger.info("hub ready")
 
