@@ -161,3 +161,22 @@ def test_a_new_password_is_unknown_to_the_old_hash(make_user, make_device):
     new = issue_device_token(device)
     assert new != old and new.startswith("dvt_")
     assert check_broker_hash(new, device.password_hash) and not check_broker_hash(old, device.password_hash)
+
+
+@pytest.mark.django_db
+def test_the_admin_rotates_and_revokes_device_passwords(make_user, make_device):
+    make_user("root", is_staff=True, is_superuser=True)
+    device = make_device("boiler-1", make_user("owner"))
+    client = Client()
+    client.login(username="root", password=PASSWORD)
+    url = "/admin/devices/device/"
+
+    response = client.post(url, {"action": "rotate_password", "_selected_action": ["boiler-1"]}, follow=True)
+    shown = [str(message) for message in response.context["messages"]]
+    password = shown[0].split("new MQTT password ")[1].split()[0]
+    device.refresh_from_db()
+    assert check_broker_hash(password, device.password_hash)
+
+    client.post(url, {"action": "revoke_password", "_selected_action": ["boiler-1"]})
+    device.refresh_from_db()
+    assert device.password_hash == ""
