@@ -177,7 +177,8 @@ class MqttConnection:
 
     def _handle_connect(self, client, userdata, flags, reason_code, properties):
         if reason_code.is_failure:
-            logger.error("%s: %s refused the connection: %s", self.client_id, self.address, reason_code)
+            hint = " (a login new to the registry reaches the broker within about two seconds)" if reason_code.getName() == "Not authorized" else ""
+            logger.error("%s: %s refused the connection: %s%s", self.client_id, self.address, reason_code, hint)
             return
         self._was_connected = True
         if self.subscriptions:
