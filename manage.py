@@ -6,6 +6,9 @@ import sys
 
 def main():
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
+    if sys.argv[1:2] == ["runhub"]:
+        # The one-command dev hub runs in debug mode, so a fresh clone needs no settings.
+        os.environ.setdefault("HUB_DEBUG", "true")
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(sys.argv)

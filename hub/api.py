@@ -1,9 +1,8 @@
 """The HTTP API: telemetry's routes behind sign-in, with the session (browsers) or a token (scripts)."""
 from ninja import NinjaAPI
 from ninja.errors import ValidationError
-from ninja.security import django_auth
 
-from accounts.auth import TokenAuth
+from accounts.auth import SessionAuth, TokenAuth
 from devices.api import router as devices_router
 from telemetry.api import router as telemetry_router
 
@@ -12,7 +11,7 @@ api = NinjaAPI(
     version="1",
     description="Devices, their readings over time, and commands. Authenticate with the session "
     "cookie or `Authorization: Bearer <token>` (tokens are made on /account/tokens/).",
-    auth=[TokenAuth(), django_auth],
+    auth=[TokenAuth(), SessionAuth()],
     docs_url=None,  # The interactive docs page loads its scripts from a CDN; the schema is at openapi.json.
     urls_namespace="api",
 )

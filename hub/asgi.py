@@ -9,16 +9,16 @@ django_application = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up)
 from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from bridge.consumers import CommandRelayConsumer  # noqa: E402
+from hub.origins import SameOriginValidator  # noqa: E402
 from telemetry.events import BRIDGE_COMMANDS_CHANNEL  # noqa: E402
 from telemetry.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_application,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
         "channel": ChannelNameRouter({BRIDGE_COMMANDS_CHANNEL: CommandRelayConsumer.as_asgi()}),
     }
 )

@@ -2,6 +2,7 @@
 
 The README's settings table documents each one.
 """
+import re
 import secrets
 import warnings
 from pathlib import Path
@@ -15,11 +16,21 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("HUB_DATA_DIR", str(BASE_DIR / "var")))
 
 
+DEBUG = env_bool("HUB_DEBUG", False)
+
+
 def _secret_key():
-    """HUB_SECRET_KEY, or a random key kept in DATA_DIR so a fresh clone runs without setup."""
+    """HUB_SECRET_KEY; in debug mode only, a random key kept in DATA_DIR so a fresh clone runs
+    without setup (`manage.py runhub` runs in debug mode)."""
     key = env_str("HUB_SECRET_KEY")
     if key:
         return key
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "HUB_SECRET_KEY is not set. Set it to a long random string, the same for every web process "
+            "(python3 -c 'import secrets; print(secrets.token_urlsafe(50))'), or set HUB_DEBUG=true "
+            "on a development machine."
+        )
     path = DATA_DIR / "secret_key"
     if not path.exists():
         DATA_DIR.mkdir(parents=True, exist_ok=True)
@@ -29,8 +40,28 @@ def _secret_key():
 
 
 SECRET_KEY = _secret_key()
-DEBUG = env_bool("HUB_DEBUG", False)
 ALLOWED_HOSTS = env_list("HUB_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+
+
+def _trusted_origins():
+    origins = env_list("HUB_TRUSTED_ORIGINS", [])
+    for origin in origins:
+        if not re.fullmatch(r"https?://[^/*\s]+", origin):
+            raise ImproperlyConfigured(f"HUB_TRUSTED_ORIGINS takes origins such as https://hub.example.com, not {origin!r}")
+    return origins
+
+
+# Served over HTTPS by a TLS proxy in front of daphne (README, "Run it in production"): cookies
+# only over HTTPS, HSTS, plain HTTP redirected, and the proxy's X-Forwarded-Proto believed.
+# Only the proxy may reach daphne then, or anyone could claim to have come over HTTPS.
+HTTPS = env_bool("HUB_HTTPS", False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SECURE_SSL_REDIRECT = HTTPS
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # the health check asks daphne directly, over HTTP
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS else None
+SECURE_HSTS_SECONDS = env_int("HUB_HSTS_SECONDS", 31536000, minimum=0) if HTTPS else 0
+# Origins other than the hub's own whose pages may send signed-in forms and API calls and open
+# websockets (hub/origins.py); the hub's own origin always may.
+CSRF_TRUSTED_ORIGINS = _trusted_origins()
 
 INSTALLED_APPS = [
     "daphne",

@@ -168,3 +168,15 @@ def test_the_broker_health_check_wants_anonymous_clients_refused(services):
     test = services["mosquitto"]["healthcheck"]["test"]
     assert test[:3] == ["CMD", "sh", "-c"]
     assert "mosquitto_sub" in test[3] and "-eq 5" in test[3]
+
+
+
+def test_the_web_service_sits_behind_a_tls_proxy(services, settings):
+    web = services["web"]
+    assert "--proxy-headers" in web["command"]
+    # Only the proxy on this host may reach daphne: it believes the X-Forwarded-* headers.
+    assert web["ports"] == ["127.0.0.1:8000:8000"]
+    assert web["environment"]["HUB_HTTPS"] == "${HUB_HTTPS:-true}"
+    # The health check asks daphne over plain HTTP, which HTTPS mode must not redirect.
+    health_path = re.search(r"http://localhost:8000/(\w+)", " ".join(web["healthcheck"]["test"])).group(1)
+    assert any(re.fullmatch(pattern, health_path) for pattern in settings.SECURE_REDIRECT_EXEMPT)

@@ -94,7 +94,7 @@ def owner_cookie(people, settings):
 
 async def test_through_the_hubs_wiring_a_signed_in_session_gets_its_snapshot(owner_cookie):
     communicator = WebsocketCommunicator(
-        hub_application, "/ws/devices/d1/", headers=[(b"origin", b"http://localhost"), (b"cookie", owner_cookie)]
+        hub_application, "/ws/devices/d1/", headers=[(b"origin", b"http://localhost"), (b"host", b"localhost"), (b"cookie", owner_cookie)]
     )
     connected, _ = await communicator.connect()
     assert connected
@@ -104,7 +104,7 @@ async def test_through_the_hubs_wiring_a_signed_in_session_gets_its_snapshot(own
 
 
 async def test_through_the_hubs_wiring_a_socket_without_a_session_is_closed_with_4401(people):
-    communicator = WebsocketCommunicator(hub_application, "/ws/fleet/", headers=[(b"origin", b"http://localhost")])
+    communicator = WebsocketCommunicator(hub_application, "/ws/fleet/", headers=[(b"origin", b"http://localhost"), (b"host", b"localhost")])
     connected, _ = await communicator.connect()
     assert connected
     assert await communicator.receive_output(timeout=2) == {"type": "websocket.close", "code": 4401}
@@ -112,7 +112,7 @@ async def test_through_the_hubs_wiring_a_socket_without_a_session_is_closed_with
 
 async def test_through_the_hubs_wiring_a_socket_from_another_origin_is_refused(owner_cookie):
     communicator = WebsocketCommunicator(
-        hub_application, "/ws/fleet/", headers=[(b"origin", b"http://evil.example"), (b"cookie", owner_cookie)]
+        hub_application, "/ws/fleet/", headers=[(b"origin", b"http://evil.example"), (b"host", b"localhost"), (b"cookie", owner_cookie)]
     )
     connected, _ = await communicator.connect()
     assert not connected

@@ -37,6 +37,7 @@ def test_runhub_starts_the_whole_hub_and_prints_how_to_sign_in(runhub):
     runhub.wait_for_log(r"bridge: connected to mqtt://127\.0\.0\.1")
     wait_for_port("127.0.0.1", runhub.port, 10)
     assert re.search(rf"Telehub is starting at http://127\.0\.0\.1:{runhub.port}/", runhub.log())
+    assert "debug mode (HUB_DEBUG)" in runhub.log()  # with no HUB_SECRET_KEY: manage.py asks for it
 
     hub = HubClient(f"http://127.0.0.1:{runhub.port}/")
     fleet = hub.dashboard("ws/fleet/", hub.login(username, password))

@@ -2,8 +2,9 @@
 
 daphne serves the web and websockets; in its event loop run the bridge (a channels worker),
 an embedded MQTT broker (amqtt, loopback only) unless HUB_MQTT_URL names one, and a few
-simulated sensors. Without HUB_REDIS_URL the channel layer is in-process. Production runs
-these as separate processes (docker-compose.yml).
+simulated sensors. Without HUB_REDIS_URL the channel layer is in-process. manage.py runs it in
+debug mode unless HUB_DEBUG says otherwise. Production runs these as separate processes
+(docker-compose.yml).
 """
 import asyncio
 import logging
@@ -63,7 +64,10 @@ class Command(BaseCommand):
         self.stdout.write(f"  sign in as {DEMO_USER} / {password}")
         self.stdout.write(f"  MQTT broker: {address}{' (embedded, loopback only)' if embedded_broker else ''}")
         self.stdout.write(f"  channel layer: {settings.CHANNEL_LAYERS['default']['BACKEND']}")
-        self.stdout.write(f"  simulated devices: {', '.join(device_ids) or 'none'}\n  Ctrl-C stops it.\n")
+        self.stdout.write(f"  simulated devices: {', '.join(device_ids) or 'none'}")
+        if settings.DEBUG:
+            self.stdout.write("  debug mode (HUB_DEBUG): error pages show the code and settings; for development only")
+        self.stdout.write("  Ctrl-C stops it.\n")
         Server(
             application=get_default_application(),
             endpoints=[f"tcp:port={port}:interface={host}"],
