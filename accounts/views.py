@@ -1,7 +1,11 @@
+import math
+from functools import wraps
+
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from accounts import signin_limits
 from accounts.tokens import issue_token, revoke
 
 
@@ -26,3 +30,21 @@ def revoke_token(request, token_id):
     get_object_or_404(request.user.api_tokens, pk=token_id)
     revoke(request.user.api_tokens.filter(pk=token_id))
     return redirect("tokens")
+
+
+def limit_sign_ins(view):
+    """A sign-in view that answers 429 with Retry-After, before checking the password, while the
+    username or the client address has had too many failures (accounts/signin_limits.py)."""
+
+    @wraps(view)
+    def sign_in(request, *args, **kwargs):
+        if request.method == "POST":
+            wait = signin_limits.retry_after(request.POST.get("username", ""), signin_limits.client_address(request))
+            if wait:
+                context = {"minutes": math.ceil(wait / 60)}
+                response = render(request, "registration/signin_limited.html", context, status=429)
+                response["Retry-After"] = str(wait)
+                return response
+        return view(request, *args, **kwargs)
+
+    return sign_in

@@ -150,10 +150,28 @@ def _channel_layers():
 
 CHANNEL_LAYERS = _channel_layers()
 
+
+def _caches():
+    """Redis when there is one, so every web process shares the sign-in counts; else process memory."""
+    redis_url = env_str("HUB_REDIS_URL")
+    if not redis_url:
+        return {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    return {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url, "KEY_PREFIX": "telehub"}}
+
+
+CACHES = _caches()
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# Failed sign-ins allowed per window before more are refused (accounts/signin_limits.py).
+SIGNIN_WINDOW_SECONDS = env_int("HUB_SIGNIN_WINDOW", 900, minimum=1)
+SIGNIN_LIMITS = {
+    "username_and_address": env_int("HUB_SIGNIN_LIMIT_PER_USERNAME_AND_ADDRESS", 5, minimum=1),
+    "address": env_int("HUB_SIGNIN_LIMIT_PER_ADDRESS", 20, minimum=1),
+    "username": env_int("HUB_SIGNIN_LIMIT_PER_USERNAME", 100, minimum=1),
+}
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 

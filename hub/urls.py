@@ -1,7 +1,9 @@
 from django.contrib import admin
+from django.contrib.auth.views import LoginView
 from django.http import JsonResponse
 from django.urls import include, path
 
+from accounts.views import limit_sign_ins
 from hub.api import api
 from telemetry import views as telemetry_views
 
@@ -16,6 +18,9 @@ urlpatterns = [
     path("devices/<str:device_id>/", telemetry_views.device, name="device"),
     path("api/", api.urls),
     path("account/", include("accounts.urls")),
+    # Both sign-in forms, before the apps' own routes to them: failed sign-ins are limited.
+    path("accounts/login/", limit_sign_ins(LoginView.as_view()), name="login"),
+    path("admin/login/", limit_sign_ins(admin.site.login)),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("healthz", healthz),

@@ -85,9 +85,10 @@ class HubProcess:
 
 
 class ApiResponse:
-    def __init__(self, status, body):
+    def __init__(self, status, body, headers=None):
         self.status = status
         self.body = body
+        self.headers = headers
 
     def json(self):
         return orjson.loads(self.body)
@@ -102,15 +103,25 @@ class HubClient:
     def ws_url(self, path):
         return self.url.replace("http", "ws", 1) + path
 
-    def login(self, username, password):
-        """Signs in through the login page as a browser does; returns the Cookie header."""
+    def sign_in(self, username, password):
+        """Fills in the sign-in page as a browser does; returns the answer (an ApiResponse with its
+        headers) and the browser's cookies."""
         cookies = http.cookiejar.CookieJar()
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(cookies))
         login_url = self.url + "accounts/login/"
         page = opener.open(login_url, timeout=TIMEOUT).read().decode()
         csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
         form = urllib.parse.urlencode({"username": username, "password": password, "csrfmiddlewaretoken": csrf})
-        opener.open(urllib.request.Request(login_url, data=form.encode(), headers={"Referer": login_url}), timeout=TIMEOUT)
+        request = urllib.request.Request(login_url, data=form.encode(), headers={"Referer": login_url})
+        try:
+            response = opener.open(request, timeout=TIMEOUT)
+        except urllib.error.HTTPError as error:
+            response = error
+        return ApiResponse(response.status, response.read(), response.headers), cookies
+
+    def login(self, username, password):
+        """Signs in through the login page as a browser does; returns the Cookie header."""
+        _, cookies = self.sign_in(username, password)
         if not any(cookie.name == "sessionid" for cookie in cookies):
             raise AssertionError(f"signing in as {username} failed")
         return "; ".join(f"{cookie.name}={cookie.value}" for cookie in cookies)
