@@ -1,0 +1,138 @@
+"""Faults, with real processes killed: Redis, Mosquitto, the bridge and daphne are started by the
+test, then killed, stopped or starved while devices publish, and no stored reading may be lost
+or stored twice. docs/reliability.md explains what each fault does and why the hub survives it.
+
+Each test has its own Redis, Mosquitto and hub, so a killed server harms no other test."""
+import signal
+import threading
+import time
+
+import pytest
+from django.utils import timezone
+
+from devices.models import Command
+from telemetry.models import Reading
+from tests.conftest import PASSWORD, running, running_hub
+from tests.live import Device, unique_id, wait_until
+from tests.servers import MosquittoServer, RedisServer
+
+pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
+
+# Every reading of these tests is one message: let a device send as fast as it can.
+FAST_DEVICE = {"device_max_messages_per_second": 100_000}
+
+
+@pytest.fixture
+def redis(tmp_path):
+    (tmp_path / "redis").mkdir()
+    yield from running(RedisServer(tmp_path / "redis"))
+
+
+@pytest.fixture
+def broker(tmp_path):
+    (tmp_path / "mosquitto").mkdir()
+    yield from running(MosquittoServer(tmp_path / "mosquitto"))
+
+
+@pytest.fixture
+def hub(django_db_setup, redis, broker, tmp_path):
+    (tmp_path / "hub").mkdir()
+    yield from running_hub(redis, broker, tmp_path / "hub", **FAST_DEVICE)
+
+
+@pytest.fixture
+def owner(make_user):
+    return make_user(unique_id("owner"))
+
+
+@pytest.fixture
+def device(make_device, owner):
+    return make_device(unique_id("sensor"), owner)
+
+
+def stored_ts(device):
+    return sorted(Reading.objects.filter(device=device).values_list("ts", flat=True))
+
+
+def stored_count(device):
+    return Reading.objects.filter(device=device).count()
+
+
+class Publisher(threading.Thread):
+    """Publishes `count` readings at QoS 1, one message each, each with its own ts."""
+
+    def __init__(self, sensor, count, pause=0.0):
+        super().__init__(daemon=True)
+        self.sensor = sensor
+        self.count = count
+        self.pause = pause
+        self.start_ts = int(time.time() * 1000) - 3_600_000
+        self.published = 0
+
+    def expected(self):
+        return [self.start_ts + n for n in range(self.count)]
+
+    def run(self):
+        for n in range(self.count):
+            self.sensor.send_reading({"n": n}, ts=self.start_ts + n)
+            self.published += 1
+            if self.pause:
+                time.sleep(self.pause)
+
+    def finish(self, timeout=60):
+        self.join(timeout)
+        assert not self.is_alive(), f"published only {self.published} of {self.count}"
+
+
+def test_a_bridge_killed_in_the_middle_of_a_flush_loses_nothing_and_stores_nothing_twice(hub, device):
+    sensor = Device(hub.mqtt_url, device.id, device.mqtt_password).connect()
+    publisher = Publisher(sensor, 3000)
+    publisher.start()
+    wait_until(lambda: stored_count(device) >= 300, message="the first readings stored")
+    # The bridge flushes every few milliseconds while readings stream in: SIGKILL lands in or
+    # between flushes, with stored readings not yet acknowledged to the broker.
+    hub.bridge.stop(signal.SIGKILL)
+    assert publisher.published < publisher.count, "the bridge must die while the device is still publishing"
+    killed_at = stored_count(device)
+    hub.start_bridge()
+    publisher.finish()
+
+    wait_until(lambda: stored_count(device) >= publisher.count, timeout=30, message="every reading stored")
+    assert killed_at < publisher.count
+    assert stored_ts(device) == publisher.expected()
+    sensor.go_offline()
+
+
+# Long enough to outlive a restart of the hub (about ten seconds on a busy machine).
+TTL = 30
+
+
+def test_a_command_to_an_offline_device_stays_pending_across_a_hub_restart_and_expires_on_time(hub, device, owner):
+    dashboard = hub.dashboard(f"ws/devices/{device.id}/", hub.login(owner.username, PASSWORD))
+    dashboard.frame(type="snapshot", online=False)
+    dashboard.send(action="command", name="reboot", ttl=TTL)
+    pending = dashboard.frame(type="command", status="pending")
+    command = Command.objects.get(pk=pending["id"])
+    dashboard.no_frame(within=2.5, type="command", status="sent")  # two sweeps of the bridge
+    dashboard.close()
+
+    hub.stop()
+    command.refresh_from_db()
+    assert (command.status, command.sent_at) == ("pending", None)
+    hub.start()
+    dashboard = hub.dashboard(f"ws/devices/{device.id}/", hub.login(owner.username, PASSWORD))
+    dashboard.frame(type="snapshot")
+    left = (command.expires_at - timezone.now()).total_seconds()
+    assert left > 0, f"the restart took longer than the command's ttl of {TTL} s"
+    command.refresh_from_db()
+    assert command.status == "pending"
+    expired = dashboard.frame(type="command", id=pending["id"], status="expired", timeout=left + 5)
+    command.refresh_from_db()
+    assert command.sent_at is None and command.finished_at >= command.expires_at
+    assert expired["sent"] is None
+
+    # Coming online later, the device is not sent the expired command.
+    sensor = Device(hub.mqtt_url, device.id, device.mqtt_password).connect()
+    dashboard.frame(type="status", online=True)
+    sensor.no_command(within=2)
+    sensor.go_offline()
