@@ -4,6 +4,7 @@ or stored twice. docs/reliability.md explains what each fault does and why the h
 
 Each test has its own Redis, Mosquitto and hub, so a killed server harms no other test."""
 import signal
+import sys
 import threading
 import time
 
@@ -13,7 +14,7 @@ from django.utils import timezone
 from devices.models import Command
 from telemetry.models import Reading
 from tests.conftest import PASSWORD, running, running_hub
-from tests.live import Device, unique_id, wait_until
+from tests.live import Device, HubProcess, unique_id, wait_until
 from tests.servers import MosquittoServer, RedisServer
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -135,4 +136,62 @@ def test_a_command_to_an_offline_device_stays_pending_across_a_hub_restart_and_e
     sensor = Device(hub.mqtt_url, device.id, device.mqtt_password).connect()
     dashboard.frame(type="status", online=True)
     sensor.no_command(within=2)
+    sensor.go_offline()
+
+
+def simulator(hub, owner, devices):
+    """`manage.py simulate`, publishing a reading from each of `devices` sensors every 0.1 s."""
+    prefix = unique_id("sim")
+    process = HubProcess(
+        "simulator",
+        [sys.executable, "manage.py", "simulate", "--devices", str(devices), "--interval", "0.1",
+         "--prefix", prefix, "--owner", owner.username],
+        hub.bridge.env,
+        hub.workdir / "simulator.log",
+    )
+    process.start()
+    return process, [f"{prefix}-{n:03d}" for n in range(1, devices + 1)]
+
+
+def test_a_restarted_broker_keeps_the_bridges_queued_readings_and_everyone_reconnects(hub, broker, device, owner):
+    sim, sim_ids = simulator(hub, owner, devices=3)
+    try:
+        wait_until(lambda: Reading.objects.filter(device__in=sim_ids).values("device").distinct().count() == 3,
+                   timeout=20, message="readings of every simulated sensor")
+
+        # The bridge is away (stopped cleanly: its session stays at the broker) while a device
+        # publishes at QoS 1; the broker queues the readings in the bridge's session.
+        hub.bridge.stop()
+        sensor = Device(hub.mqtt_url, device.id, device.mqtt_password).connect()
+        publisher = Publisher(sensor, 500)
+        publisher.run()
+        assert stored_count(device) == 0
+
+        bridge_log, sim_log = len(hub.bridge.log()), len(sim.log())
+        broker.stop()
+        broker.start()
+        restarted_ms = int(time.time() * 1000)
+        hub.start_bridge()
+        assert "session present: True" in hub.bridge.log()[bridge_log:]
+        wait_until(lambda: stored_count(device) >= publisher.count, timeout=20, message="the queued readings stored")
+        assert stored_ts(device) == publisher.expected()
+
+        # The simulated sensors and the test's own device found the broker again by themselves.
+        sim.wait_for_log(r"lost mqtt://.*reconnecting in \d", start=sim_log)
+        for sim_id in sim_ids:
+            wait_until(lambda: Reading.objects.filter(device_id=sim_id, ts__gt=restarted_ms).exists(),
+                       timeout=20, message=f"a reading of {sim_id} sent after the restart")
+        wait_until(sensor.client.is_connected, message="the device reconnected")
+        assert sensor.disconnects == 1
+    finally:
+        sim.stop()
+
+    # And with the bridge connected while the broker restarts, it reconnects by itself.
+    bridge_log = len(hub.bridge.log())
+    broker.restart()
+    hub.bridge.wait_for_log(r"lost mqtt://.*reconnecting in", start=bridge_log)
+    hub.bridge.wait_for_log(r"connected to mqtt://.*session present: True", start=bridge_log, timeout=20)
+    wait_until(lambda: sensor.disconnects == 2 and sensor.client.is_connected(), message="the device reconnected")
+    sensor.send_reading({"n": -1}, ts=publisher.start_ts - 1)
+    wait_until(lambda: stored_count(device) == publisher.count + 1, message="a reading after the second restart")
     sensor.go_offline()
