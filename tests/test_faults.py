@@ -3,7 +3,9 @@ test, then killed, stopped or starved while devices publish, and no stored readi
 or stored twice. docs/reliability.md explains what each fault does and why the hub survives it.
 
 Each test has its own Redis, Mosquitto and hub, so a killed server harms no other test."""
+import contextlib
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -194,4 +196,54 @@ def test_a_restarted_broker_keeps_the_bridges_queued_readings_and_everyone_recon
     wait_until(lambda: sensor.disconnects == 2 and sensor.client.is_connected(), message="the device reconnected")
     sensor.send_reading({"n": -1}, ts=publisher.start_ts - 1)
     wait_until(lambda: stored_count(device) == publisher.count + 1, message="a reading after the second restart")
+    sensor.go_offline()
+
+
+@contextlib.contextmanager
+def database_locked():
+    """Another connection holds SQLite's write lock (BEGIN EXCLUSIVE) until the block ends."""
+    from django.conf import settings
+
+    holder = sqlite3.connect(settings.DATABASES["default"]["NAME"], isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        yield
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+@pytest.fixture
+def impatient_hub(django_db_setup, redis, broker, tmp_path):
+    """A hub whose processes wait only a second for a database lock."""
+    (tmp_path / "hub").mkdir()
+    yield from running_hub(redis, broker, tmp_path / "hub", db_lock_timeout=1, **FAST_DEVICE)
+
+
+def test_a_locked_database_holds_readings_unacknowledged_until_they_are_stored(impatient_hub, device):
+    hub = impatient_hub
+    sensor = Device(hub.mqtt_url, device.id, device.mqtt_password).connect()
+    first, second = Publisher(sensor, 200), Publisher(sensor, 200)
+    second.start_ts = first.start_ts + first.count
+
+    # Locked for a while: the bridge logs, backs off, retries, and stores all once the lock goes.
+    log = len(hub.bridge.log())
+    with database_locked():
+        first.run()
+        hub.bridge.wait_for_log(r"could not store \d+ readings, holding them unacknowledged; retrying in", start=log)
+        hub.bridge.wait_for_log(r"retrying in 0\.4 s", start=log)  # backing off: 0.1, 0.2, 0.4 s
+        assert stored_count(device) == 0
+    wait_until(lambda: stored_count(device) == first.count, message="the held readings stored")
+    hub.bridge.wait_for_log(rf"stored {first.count} readings after \d+ failed attempts", start=log)
+
+    # Killed while the lock holds: what it held was never acknowledged, so the broker delivers
+    # it again to the restarted bridge.
+    log = len(hub.bridge.log())
+    with database_locked():
+        second.run()
+        hub.bridge.wait_for_log(r"could not store \d+ readings", start=log)
+        hub.bridge.stop(signal.SIGKILL)
+    hub.start_bridge()
+    wait_until(lambda: stored_count(device) == first.count + second.count, message="the unacknowledged readings stored")
+    assert stored_ts(device) == first.expected() + second.expected()
     sensor.go_offline()
