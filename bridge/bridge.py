@@ -29,9 +29,16 @@ from telemetry.storage import store_samples
 
 logger = logging.getLogger("bridge")
 
-DB_RETRY_SECONDS = 1.0
+# After a database error, wait before retrying: doubling from the first delay to the last.
+DB_RETRY_FIRST_SECONDS = 0.1
+DB_RETRY_MAX_SECONDS = 5.0
 SWEEP_SECONDS = 1.0
 HEARTBEAT_SECONDS = 5.0
+
+
+def db_retry_delay(failures):
+    """The wait before the next try after `failures` database errors in a row: doubling, capped."""
+    return min(DB_RETRY_MAX_SECONDS, DB_RETRY_FIRST_SECONDS * 2 ** (failures - 1))
 
 
 class PendingReadings:
@@ -91,6 +98,7 @@ class Bridge:
         self._tasks = []
         self._background = set()
         self._layer_failing = False
+        self._store_failures = 0  # flushes failed in a row
 
     @classmethod
     def from_settings(cls, channel_layer, address=None):
@@ -219,12 +227,18 @@ class Bridge:
         try:
             seqs = await database_sync_to_async(store_samples)(batch.samples, timezone.now())
         except DatabaseError as exc:
-            logger.error("could not store %d readings, will retry unacknowledged: %s", batch.readings, exc)
+            self._store_failures += 1
+            delay = db_retry_delay(self._store_failures)
+            logger.error("could not store %d readings, holding them unacknowledged; retrying in %.1f s: %s",
+                         batch.readings, delay, exc)
             batch.extend(self._pending)
             self._pending = batch
             self._has_readings.set()
-            await asyncio.sleep(DB_RETRY_SECONDS)
+            await asyncio.sleep(delay)
             return
+        if self._store_failures:
+            logger.info("stored %d readings after %d failed attempts", batch.readings, self._store_failures)
+            self._store_failures = 0
         for mid, qos in batch.acks:
             self.mqtt.ack(mid, qos)
         for device_id, count in batch.messages.items():
@@ -316,12 +330,15 @@ class Bridge:
                     await self.dispatch_command(command_id)
 
     async def _with_db_retry(self, function, *args):
+        failures = 0
         while True:
             try:
                 return await database_sync_to_async(function)(*args)
             except DatabaseError as exc:
-                logger.error("database error in %s, retrying: %s", function.__name__, exc)
-                await asyncio.sleep(DB_RETRY_SECONDS)
+                failures += 1
+                delay = db_retry_delay(failures)
+                logger.error("database error in %s, retrying in %.1f s: %s", function.__name__, delay, exc)
+                await asyncio.sleep(delay)
 
     # Reporting.
 

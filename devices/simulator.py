@@ -52,15 +52,17 @@ class SimulatedSensor:
         await self.connection.disconnect()
 
     def reading(self):
-        hours = (time.time() - self.started) / 3600
+        """A reading stamped with its time, so a copy redelivered by the broker is stored once."""
+        now = time.time()
+        hours = (now - self.started) / 3600
         self.temperature += random.gauss(0, 0.05) + 0.02 * math.sin(hours * 2 * math.pi)
         self.battery = max(0.0, self.battery - random.uniform(0, 0.01))
-        return {
+        return {"ts": int(now * 1000), "values": {
             "temp": round(self.temperature, 2),
             "humidity": round(45 + 10 * math.sin(hours * math.pi) + random.gauss(0, 0.5), 1),
             "battery": round(self.battery, 2),
             "door_open": random.random() < 0.05,
-        }
+        }}
 
     def _announce(self, session_present):
         self.connection.publish(device_topic(self.device_id, STATUS), b"online", qos=1, retain=True)

@@ -124,7 +124,7 @@ def _database():
         config["OPTIONS"] = {
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             "transaction_mode": "IMMEDIATE",
-            "timeout": 20,
+            "timeout": env_int("HUB_DB_LOCK_TIMEOUT", 20, minimum=1),
         }
     return config
 
