@@ -4,10 +4,12 @@ time from the device's publish to its arrival.
 python -m bench.dashboards --url ws://127.0.0.1:8000 --cookie sessionid=... --sockets 10 \\
     --watch device --devices 100 --seconds 20
 --watch device: socket i opens ws/devices/<device i mod N>/; fleet: ws/fleet/ subscribed to "*";
-idle: ws/fleet/ subscribed to nothing. Prints counts and a latency histogram as JSON."""
+idle: ws/fleet/ subscribed to nothing; naive: the naive bridge's ws/naive/<device i mod N>/.
+Runs for --seconds, or until SIGTERM. Prints counts and a latency histogram as JSON."""
 import argparse
 import asyncio
 import json
+import signal
 import time
 
 import orjson
@@ -46,8 +48,9 @@ async def watch(args, number, tally, opened, stop):
 
 async def stream(args, number, tally, opened, stop):
     origin = args.url.replace("ws", "http", 1)
-    if args.watch == "device":
-        path = f"/ws/devices/{device_ids(args.devices)[number % args.devices]}/"
+    if args.watch in ("device", "naive"):
+        section = "devices" if args.watch == "device" else "naive"
+        path = f"/ws/{section}/{device_ids(args.devices)[number % args.devices]}/"
     else:
         path = "/ws/fleet/"
     async with connect(
@@ -56,7 +59,7 @@ async def stream(args, number, tally, opened, stop):
         if args.watch == "fleet":
             await socket.send('{"action": "subscribe", "devices": "*"}')
         # Open once the snapshots are in, so that the measurement covers live frames only.
-        awaiting_snapshots = {"fleet": args.devices, "device": 1, "idle": 0}[args.watch]
+        awaiting_snapshots = {"fleet": args.devices, "device": 1, "idle": 0, "naive": 0}[args.watch]
         if not awaiting_snapshots:
             opened.release()
         seqs = {}
@@ -77,10 +80,11 @@ async def stream(args, number, tally, opened, stop):
             for item in frame["frames"] if frame["type"] == "batch" else [frame]:
                 kind = item["type"]
                 if kind == "readings":
-                    device = item["device"]
-                    if device in seqs and item["seq"] > seqs[device] + 1:
-                        tally.gaps += 1
-                    seqs[device] = item["seq"]
+                    device, seq = item["device"], item.get("seq")  # the naive bridge's have no seq
+                    if seq is not None:
+                        if device in seqs and seq > seqs[device] + 1:
+                            tally.gaps += 1
+                        seqs[device] = seq
                     for reading in item["items"]:
                         published = reading["values"].get("pub")
                         if published is not None:
@@ -107,8 +111,11 @@ async def run(args):
     for _ in range(args.sockets):
         await opened.acquire()
     print(json.dumps({"event": "open", "sockets": args.sockets}), flush=True)
-    await asyncio.sleep(args.seconds)
-    stop.set()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    try:
+        await asyncio.wait_for(stop.wait(), args.seconds)
+    except TimeoutError:
+        stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)
     return tally.as_dict()
 
@@ -118,7 +125,7 @@ def main():
     parser.add_argument("--url", required=True)
     parser.add_argument("--cookie", required=True)
     parser.add_argument("--sockets", type=int, required=True)
-    parser.add_argument("--watch", choices=["device", "fleet", "idle"], required=True)
+    parser.add_argument("--watch", choices=["device", "fleet", "idle", "naive"], required=True)
     parser.add_argument("--devices", type=int, default=1)
     parser.add_argument("--seconds", type=float, required=True)
     parser.add_argument("--ramp", type=float, default=2.0, help="seconds over which the sockets connect")

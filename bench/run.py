@@ -6,8 +6,9 @@
 
 It prints a table and writes the figures as JSON (--out). Scenarios:
 - ceiling: one backlog of readings queued at the broker, drained in turn by a bare paho
-  subscriber that only parses (the raw ceiling), the naive bridge (one group_send per reading,
-  as in the Channels tutorial) and our bridge, which stores every reading too.
+  subscriber that only parses (the raw ceiling), the naive bridge (as in the Channels tutorial:
+  per reading one ORM insert and one group_send on the core layer, a dashboard in every
+  device's group) and our bridge, which stores every reading too.
 - ingest: readings offered at fixed rates for a while, 10 dashboards each watching a device.
 - fanout: a fleet at 1 Hz watched by many fleet dashboards.
 - page: the fleet page in headless Chromium while the whole fleet reports every second.
@@ -31,6 +32,7 @@ from bench.stats import Histogram, table
 
 FULL = {
     "backlog": 60_000,
+    "naive_seconds": 20,
     "ingest": [(1_000, 20), (5_000, 20), (10_000, 60)],
     "fleet_devices": 1_000,
     "fanout": (200, 20),
@@ -39,6 +41,7 @@ FULL = {
 }
 QUICK = {
     "backlog": 3_000,
+    "naive_seconds": 3,
     "ingest": [(500, 3)],
     "fleet_devices": 50,
     "fanout": (5, 3),
@@ -79,13 +82,13 @@ def publishers(stack, rate, seconds, devices):
     ]
 
 
-def dashboards(stack, sockets, watch, seconds, devices=1, ramp=2.0):
+def dashboards(stack, sockets, watch, seconds, devices=1, ramp=2.0, url=None):
     """Dashboard client processes, their sockets open (connected over `ramp` seconds)."""
-    per_process = 500 if watch == "idle" else 100
+    per_process = 500 if watch in ("idle", "naive") else 100
     processes = []
     for first in range(0, sockets, per_process):
         processes.append(stack.spawn(
-            "-m", "bench.dashboards", "--url", stack.url.replace("http", "ws", 1), "--cookie", stack.cookie,
+            "-m", "bench.dashboards", "--url", (url or stack.url).replace("http", "ws", 1), "--cookie", stack.cookie,
             "--sockets", str(min(per_process, sockets - first)), "--watch", watch, "--devices", str(devices),
             "--seconds", str(seconds), "--ramp", str(ramp),
         ))
@@ -140,6 +143,12 @@ class StorageWatch:
         return self.rows - self.start_rows
 
 
+def drain_rate(result):
+    """A drainer's output as readings drained and readings/s."""
+    elapsed = (result["last"] or 0) - (result["first"] or 0)
+    return {"drained": result["count"], "readings_per_s": round(result["count"] / elapsed) if elapsed > 0 else None}
+
+
 def resources(stack, before, seconds):
     after = stack.meter.cpu_seconds()
     return {
@@ -149,21 +158,33 @@ def resources(stack, before, seconds):
     }
 
 
-def scenario_ceiling(stack, backlog):
+def scenario_ceiling(stack, backlog, naive_seconds):
     log(f"ceiling: queueing {backlog:,} readings for the raw subscriber, the naive bridge and our bridge")
     raw_id, naive_id = f"{stack.bridge_client_id}-raw", f"{stack.bridge_client_id}-naive"
-    for name, module, client_id in (("raw", "bench.raw_subscriber", raw_id), ("naive", "bench.naive_bridge", naive_id)):
-        finish(stack.spawn("-m", module, "--url", stack.login_url(name), "--client-id", client_id, "--expect", "0"), 60)
+    for name, module, client_id, env in (("raw", "bench.raw_subscriber", raw_id, stack.env),
+                                         ("naive", "bench.naive_bridge", naive_id, stack.naive_env)):
+        finish(stack.spawn("-m", module, "--url", stack.login_url(name), "--client-id", client_id, "--expect", "0", env=env), 60)
     stack.stop_bridge()
     for process in publishers(stack, 20_000, backlog / 20_000, stack.devices):
         finish(process, 300)
-    rates = {}
-    for name, module, client_id in (("raw", "bench.raw_subscriber", raw_id), ("naive", "bench.naive_bridge", naive_id)):
-        log(f"ceiling: {name} drains the backlog")
-        result = finish(stack.spawn("-m", module, "--url", stack.login_url(name), "--client-id", client_id,
-                                    "--expect", str(backlog)), 600)
-        elapsed = (result["last"] or 0) - (result["first"] or 0)
-        rates[name] = {"drained": result["count"], "readings_per_s": round(result["count"] / elapsed) if elapsed > 0 else None}
+    log("ceiling: raw drains the backlog")
+    rates = {"raw": drain_rate(finish(stack.spawn("-m", "bench.raw_subscriber", "--url", stack.login_url("raw"),
+                                                  "--client-id", raw_id, "--expect", str(backlog)), 600))}
+    log(f"ceiling: naive drains the backlog for at most {naive_seconds} s, {stack.devices:,} dashboards in its groups")
+    stack.start_naive()
+    try:
+        listeners = dashboards(stack, stack.devices, "naive", naive_seconds + 120, devices=stack.devices,
+                               ramp=stack.devices / 200, url=f"http://127.0.0.1:{stack.naive_port}")
+        before = stack.meter.cpu_seconds()
+        result = finish(stack.spawn("-m", "bench.naive_bridge", "--url", stack.login_url("naive"), "--client-id", naive_id,
+                                    "--expect", str(backlog), "--seconds", str(naive_seconds), env=stack.naive_env), 600)
+        rates["naive"] = drain_rate(result)
+        rates["naive"]["resources"] = resources(stack, before, max((result["last"] or 0) - (result["first"] or 0), 0.1))
+        for process in listeners:
+            process.terminate()
+        rates["naive"]["delivered"] = merged(finish(process, 60) for process in listeners)[0]["readings"]
+    finally:
+        stack.stop_naive()
     log("ceiling: our bridge drains the backlog, storing every reading")
     watch = StorageWatch(stack)
     stack.start_bridge()
@@ -288,6 +309,8 @@ def report(results):
                        ("stored_p99", "stored p99"), ("dropped", "dropped")]))
     if ceiling:
         print(f"ours / raw ceiling: {ceiling.get('ours_vs_raw')}   ours / naive bridge: {ceiling.get('ours_vs_naive')}")
+        naive = ceiling["naive"]
+        print(f"naive bridge: {naive.get('delivered', 0):,} of the {naive['drained']:,} readings it drained reached its dashboards")
     if "page" in results:
         page = results["page"]
         print(f"fleet page: {page['rows']:,} rows updating every second, {page['frames_per_s']} frames/s, "
@@ -315,7 +338,7 @@ def main():
     results = {"command": command, "machine": machine(), "layer": args.layer, "quick": args.quick}
     log(f"{command} on {results['machine']['cpu']}, {results['machine']['cores']} cores")
     runs = {
-        "ceiling": lambda stack: scenario_ceiling(stack, sizes["backlog"]),
+        "ceiling": lambda stack: scenario_ceiling(stack, sizes["backlog"], sizes["naive_seconds"]),
         "ingest": lambda stack: [scenario_ingest(stack, rate, seconds) for rate, seconds in sizes["ingest"]],
         "fanout": lambda stack: scenario_fanout(stack, *sizes["fanout"]),
         "page": lambda stack: scenario_page(stack, sizes["page_seconds"]),

@@ -112,6 +112,16 @@ class Stack:
             self.env,
             self.workdir / "daphne.log",
         )
+        # The naive bridge's dashboards: their own daphne on the core layer, their own database.
+        self.naive_database = self.workdir / "naive.sqlite3"
+        self.naive_port = free_port()
+        self.naive_env = {**self.env, "HUB_DATABASE_URL": f"sqlite:///{self.naive_database}", "HUB_CHANNEL_LAYER": "core"}
+        self.naive_web = HubProcess(
+            "naive-daphne",
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.naive_port), "bench.naive_asgi:application"],
+            self.naive_env,
+            self.workdir / "naive-daphne.log",
+        )
         self.cookie = None
 
     def login_url(self, name):
@@ -156,6 +166,19 @@ class Stack:
         self.meter.forget("bridge")
         self.bridge.stop()
 
+    def start_naive(self):
+        """The naive bridge's database (the hub's registry, no readings) and its dashboards' daphne."""
+        with sqlite3.connect(self.database) as source, sqlite3.connect(self.naive_database) as copy:
+            source.backup(copy)
+            copy.execute("DELETE FROM telemetry_reading")
+        self.naive_web.start()
+        wait_for_port("127.0.0.1", self.naive_port, 30)
+        self.meter.watch("naive-daphne", self.naive_web.process.pid)
+
+    def stop_naive(self):
+        self.meter.forget("naive-daphne")
+        self.naive_web.stop()
+
     def run_python(self, *args):
         result = subprocess.run(
             [sys.executable, *args], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=600
@@ -164,10 +187,10 @@ class Stack:
             raise RuntimeError(f"{' '.join(args)} failed:\n{result.stderr[-3000:]}")
         return result.stdout
 
-    def spawn(self, *args):
-        """Starts a Python helper (load generator, clients) in the hub's environment."""
+    def spawn(self, *args, env=None):
+        """Starts a Python helper (load generator, clients) in the hub's environment, or `env`."""
         return subprocess.Popen(
-            [sys.executable, *args], cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            [sys.executable, *args], cwd=ROOT, env=env or self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
 
     def stored_rows(self):
@@ -183,7 +206,7 @@ class Stack:
 
     def stop(self):
         self.meter.stop()
-        for process in (self.bridge, self.web):
+        for process in (self.bridge, self.web, self.naive_web):
             try:
                 process.stop()
             except AssertionError as error:

@@ -11,6 +11,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from hub.env import env_bool, env_int, env_list, env_str
+from telemetry.events import RELAY_CHANNEL_PREFIX
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("HUB_DATA_DIR", str(BASE_DIR / "var")))
@@ -145,7 +146,13 @@ def _channel_layers():
     }
     if flavour not in backends:
         raise ImproperlyConfigured(f"HUB_CHANNEL_LAYER must be pubsub or core, not {flavour!r}")
-    return {"default": {"BACKEND": backends[flavour], "CONFIG": {"hosts": [redis_url]}}}
+    config = {"hosts": [redis_url]}
+    if flavour == "core":
+        # Lists in Redis, bounded per channel: a full channel drops what is sent to it. Each web
+        # process's live relay gets one message per flush of the bridge, so give it room for
+        # seconds of them (docs/performance.md).
+        config["channel_capacity"] = {f"{RELAY_CHANNEL_PREFIX}*": env_int("HUB_RELAY_CAPACITY", 1000, minimum=1)}
+    return {"default": {"BACKEND": backends[flavour], "CONFIG": config}}
 
 
 CHANNEL_LAYERS = _channel_layers()

@@ -11,7 +11,7 @@ import logging
 import weakref
 from collections import defaultdict
 
-from telemetry.events import LIVE_GROUP
+from telemetry.events import LIVE_GROUP, RELAY_CHANNEL_PREFIX
 
 logger = logging.getLogger("telemetry.relay")
 
@@ -41,7 +41,7 @@ class LiveRelay:
         for device_id in device_ids:
             self.watchers[device_id].add(consumer)
         if not self._tasks:
-            channel = await self.channel_layer.new_channel("live-relay.")
+            channel = await self.channel_layer.new_channel(RELAY_CHANNEL_PREFIX)
             await self.channel_layer.group_add(LIVE_GROUP, channel)
             self._tasks = [
                 asyncio.create_task(self._relay_forever(channel)),

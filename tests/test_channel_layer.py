@@ -1,0 +1,31 @@
+"""The channel layer the settings build: on channels-redis's core layer, a web process's live
+relay has room for more than the default 100 messages, and other channels keep the default."""
+import asyncio
+
+from channels_redis.core import RedisChannelLayer
+
+from hub.settings import _channel_layers
+from telemetry.events import LIVE_GROUP, RELAY_CHANNEL_PREFIX
+
+
+def core_layer(monkeypatch, redis_url, relay_capacity):
+    monkeypatch.setenv("HUB_REDIS_URL", redis_url)
+    monkeypatch.setenv("HUB_CHANNEL_LAYER", "core")
+    monkeypatch.setenv("HUB_RELAY_CAPACITY", str(relay_capacity))
+    config = _channel_layers()["default"]
+    assert config["BACKEND"] == "channels_redis.core.RedisChannelLayer"
+    return RedisChannelLayer(**config["CONFIG"])
+
+
+async def test_on_the_core_layer_a_relay_that_falls_behind_keeps_past_the_default_capacity(redis_server, monkeypatch):
+    layer = core_layer(monkeypatch, redis_server.url, relay_capacity=300)
+    relay = await layer.new_channel(RELAY_CHANNEL_PREFIX)
+    await layer.group_add(LIVE_GROUP, relay)
+    # 250 flushes sent before the relay reads any: the default capacity (100) would drop 150.
+    for number in range(250):
+        await layer.group_send(LIVE_GROUP, {"type": "live.readings", "n": number})
+    relayed = [(await asyncio.wait_for(layer.receive(relay), 10))["n"] for _ in range(250)]
+    assert relayed == list(range(250))
+    assert layer.get_capacity(await layer.new_channel()) == 100
+    await layer.flush()
+    await layer.close_pools()
