@@ -45,7 +45,26 @@ class BrokerAccountAdmin(admin.ModelAdmin):
 
 @admin.register(Command)
 class CommandAdmin(admin.ModelAdmin):
-    list_display = ["id", "device", "name", "status", "created_by", "created", "finished_at"]
-    list_filter = ["status", "name"]
-    search_fields = ["device__id", "name", "created_by__username"]
-    readonly_fields = ["id", "created", "expires_at", "sent_at", "finished_at", "result", "error"]
+    """The audit trail of commands: who sent what to which device, when, and how it ended.
+    Read-only: commands are sent from the dashboards and the API, and the trail is not edited."""
+
+    list_display = ["created", "device", "name", "sent_by", "status", "finished_at"]
+    list_filter = ["status", ("device", admin.RelatedOnlyFieldListFilter), "created_by_name", "name"]
+    search_fields = ["device__id", "name", "created_by_name"]
+    date_hierarchy = "created"
+    list_select_related = ["device"]
+    fields = ["id", "device", "name", "params", "created_by_name", "created_by", "status", "ttl",
+              "created", "expires_at", "sent_at", "finished_at", "result", "error"]
+
+    @admin.display(description="sent by", ordering="created_by_name")
+    def sent_by(self, command):
+        return command.created_by_name or "—"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -12,7 +12,10 @@ Status = Command.Status
 
 
 def create_command(device_id, user, name, params, ttl):
-    return Command.objects.create(device_id=device_id, created_by=user, name=name, params=params, ttl=ttl)
+    """A pending command, recorded with its sender for the audit trail."""
+    return Command.objects.create(
+        device_id=device_id, created_by=user, created_by_name=user.get_username(), name=name, params=params, ttl=ttl
+    )
 
 
 def claim_for_sending(command_id, now):

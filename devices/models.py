@@ -81,6 +81,9 @@ class Command(models.Model):
     name = models.CharField(max_length=64)
     params = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
+    created_by_name = models.CharField(
+        max_length=150, blank=True, editable=False, verbose_name="sent by", help_text="The sender's username, kept when the user is deleted."
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     ttl = models.PositiveIntegerField(help_text="Seconds the command may wait for its device to come online.")
     created = models.DateTimeField(default=timezone.now)

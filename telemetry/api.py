@@ -6,6 +6,7 @@ import csv
 import re
 import time
 import uuid
+from datetime import datetime, timezone
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -122,6 +123,27 @@ def send_command(request, device_id: str, payload: CommandIn):
     command = create_command(device.pk, request.auth, payload.name, payload.params, payload.ttl)
     async_to_sync(announce_command)(get_channel_layer(), command)
     return Status(201, command_frame(command))
+
+
+@router.get("/commands/", response=list[CommandOut], summary="The audit trail: commands to the devices you may see, newest first")
+def command_log(
+    request,
+    device: str = Query(None, description="Only this device's commands."),
+    sent_by: str = Query(None, description="Only the commands this username sent."),
+    status: Command.Status = Query(None, description="Only commands with this status."),
+    before: int = Query(None, description="Epoch milliseconds: only commands created before, to page back."),
+    limit: int = Query(50, ge=1, le=500),
+):
+    commands = Command.objects.filter(device__in=access.visible_devices(request.auth))
+    if device is not None:
+        commands = commands.filter(device_id=device)
+    if sent_by is not None:
+        commands = commands.filter(created_by_name=sent_by)
+    if status is not None:
+        commands = commands.filter(status=status)
+    if before is not None:
+        commands = commands.filter(created__lt=datetime.fromtimestamp(before / 1000, timezone.utc))
+    return [command_frame(command) for command in commands.order_by("-created")[:limit]]
 
 
 @router.get("/commands/{command_id}/", response=CommandOut, summary="One command")

@@ -47,6 +47,7 @@ def command_frame(command):
         "device": command.device_id,
         "name": command.name,
         "params": command.params,
+        "sent_by": command.created_by_name or None,
         "status": command.status,
         "ttl": command.ttl,
         "created": to_ms(command.created),

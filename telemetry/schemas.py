@@ -52,6 +52,7 @@ class CommandOut(Schema):
     device: str
     name: str
     params: dict[str, Any]
+    sent_by: str | None = Field(description="The username of who sent it, kept when the user is deleted.")
     status: str = Field(description="pending, sent, succeeded, failed or expired.")
     ttl: int
     created: int
