@@ -29,7 +29,9 @@ class DashboardConsumer(AsyncWebsocketConsumer):
     """
 
     send_interval = 0.05
+    # Set once the socket belongs to a signed-in user; a socket closed before stays without them.
     watched = None
+    followed = None
     sender = None
 
     async def connect(self):

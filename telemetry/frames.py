@@ -57,13 +57,10 @@ def parse_client_frame(data, default_device=None):
     if not isinstance(frame, dict):
         raise FrameError("bad_frame", "a frame is a JSON object with an action")
     action = frame.get("action")
-    if action == "subscribe":
-        return Subscribe(_device_list(frame))
-    if action == "unsubscribe":
-        return Unsubscribe(_device_list(frame))
-    if action == "command":
-        return _command(frame, default_device)
-    raise FrameError("unknown_action", "action must be subscribe, unsubscribe or command")
+    parse = ACTIONS.get(action) if isinstance(action, str) else None
+    if parse is None:
+        raise FrameError("unknown_action", "action must be subscribe, unsubscribe or command")
+    return parse(frame, default_device)
 
 
 def _device_list(frame):
@@ -96,3 +93,11 @@ def _command(frame, default_device):
     if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= settings.COMMAND_MAX_TTL:
         raise FrameError("bad_frame", f"ttl must be whole seconds from 1 to {settings.COMMAND_MAX_TTL}")
     return SendCommand(device, name, params, ttl)
+
+
+# Every action a frame may ask for, and its parser (tests/test_access_matrix.py has rows for each).
+ACTIONS = {
+    "subscribe": lambda frame, default_device: Subscribe(_device_list(frame)),
+    "unsubscribe": lambda frame, default_device: Unsubscribe(_device_list(frame)),
+    "command": _command,
+}

@@ -127,13 +127,13 @@ class HubClient:
         return "; ".join(f"{cookie.name}={cookie.value}" for cookie in cookies)
 
     def api(self, method, path, cookie, body=None):
-        """An API call as a signed-in page makes it: the session cookie and its CSRF token."""
-        csrf = re.search(r"csrftoken=([^;]+)", cookie).group(1)
+        """An API call as a signed-in page makes it: the session cookie and its CSRF token
+        (`cookie` None: as a page whose visitor has not signed in)."""
+        headers = {"Referer": self.url, "Content-Type": "application/json"}
+        if cookie is not None:
+            headers.update({"Cookie": cookie, "X-CSRFToken": re.search(r"csrftoken=([^;]+)", cookie).group(1)})
         request = urllib.request.Request(
-            self.url + path,
-            method=method,
-            data=None if body is None else orjson.dumps(body),
-            headers={"Cookie": cookie, "X-CSRFToken": csrf, "Referer": self.url, "Content-Type": "application/json"},
+            self.url + path, method=method, data=None if body is None else orjson.dumps(body), headers=headers
         )
         try:
             with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
