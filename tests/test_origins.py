@@ -107,3 +107,8 @@ def test_a_script_with_a_token_needs_no_csrf_token(make_user, make_device):
 def test_without_a_session_a_post_is_a_401_not_a_csrf_refusal(db):
     response = Client(enforce_csrf_checks=True).post("/api/devices/sensor-1/commands/", {}, content_type="application/json")
     assert response.status_code == 401
+
+
+def test_a_host_the_hub_does_not_serve_is_refused(db):
+    assert Client().get("/healthz", HTTP_HOST="evil.example").status_code == 400
+    assert Client().get("/healthz", HTTP_HOST="localhost").status_code == 200
