@@ -11,8 +11,10 @@ failures from many addresses at once can, for the rest of the window. A successf
 clears its username-and-address count.
 
 The counts live in Django's cache: Redis when HUB_REDIS_URL is set, so that every web process
-counts together; process memory otherwise (runhub, one process).
+counts together; process memory otherwise (runhub, one process). While Redis is unreachable,
+sign-ins are not limited (and each says so in the log) rather than all refused.
 """
+import functools
 import hashlib
 import logging
 import math
@@ -21,10 +23,24 @@ import unicodedata
 
 from django.conf import settings
 from django.core.cache import cache
+from redis.exceptions import RedisError
 
 logger = logging.getLogger(__name__)
 
 
+def _unlimited_while_redis_is_down(function):
+    @functools.wraps(function)
+    def counting(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except RedisError as error:
+            logger.warning("sign-in limits not applied: Redis is unreachable (%s)", error)
+            return 0
+
+    return counting
+
+
+@_unlimited_while_redis_is_down
 def retry_after(username, address, now=None):
     """Seconds until a sign-in as `username` from `address` may be tried again; 0: now."""
     now = time.time() if now is None else now
@@ -34,6 +50,7 @@ def retry_after(username, address, now=None):
     return 0
 
 
+@_unlimited_while_redis_is_down
 def record_failure(username, address, now=None):
     now = time.time() if now is None else now
     timeout = _window_end(now) - math.floor(now) + 1
@@ -49,6 +66,7 @@ def record_failure(username, address, now=None):
                            timeout - 1, count, key.split(":")[1], username[:150], address)
 
 
+@_unlimited_while_redis_is_down
 def clear_username_and_address(username, address, now=None):
     now = time.time() if now is None else now
     cache.delete(_counters(username, address, now)[0][0])

@@ -114,6 +114,21 @@ def test_reading_the_form_is_never_refused(alice):
     assert Client(REMOTE_ADDR="10.0.0.1").get(LOGIN).status_code == 200
 
 
+def test_while_redis_is_unreachable_sign_ins_go_on_unlimited_and_the_log_says_so(alice, settings, caplog):
+    from tests.servers import free_port
+
+    kept = settings.CACHES
+    settings.CACHES = {"default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
+    }}
+    try:
+        fail(4, "alice", "10.0.0.1")
+        assert signed_in(sign_in("alice", PASSWORD, "10.0.0.1"))
+    finally:
+        settings.CACHES = kept
+    assert "sign-in limits not applied: Redis is unreachable" in caplog.text
+
+
 @pytest.mark.live
 def test_over_a_real_daphne_the_counts_are_kept_in_redis(live_hub, make_user, redis_server):
     """The hub's processes count in Redis (HUB_REDIS_URL), so every web process sees the same counts."""
