@@ -19,6 +19,7 @@ from bridge import protocol
 from bridge.broker_auth_sync import BrokerAuthSync
 from bridge.clock import ReceiveClock
 from bridge.limits import DeviceBudgets
+from bridge.live import LiveSender
 from bridge.mqtt import MqttConnection, parse_mqtt_url
 from bridge.protocol import Rejected
 from bridge.rejects import RejectLog
@@ -96,8 +97,9 @@ class Bridge:
         self._has_readings = asyncio.Event()
         self._flush_lock = asyncio.Lock()
         self._tasks = []
+        self._live_task = None
         self._background = set()
-        self._layer_failing = False
+        self.live = LiveSender(channel_layer, events.LIVE_GROUP, self.counts)
         self._store_failures = 0  # flushes failed in a row
 
     @classmethod
@@ -147,6 +149,7 @@ class Bridge:
             asyncio.create_task(self._sweep_commands_forever()),
             asyncio.create_task(self._report_forever()),
         ]
+        self._live_task = asyncio.create_task(self.live.run())
         if self.heartbeat_path:
             self._tasks.append(asyncio.create_task(self._heartbeat_forever()))
         if self.broker_auth:
@@ -163,6 +166,8 @@ class Bridge:
             await self._flush()
         if self._background:
             await asyncio.wait(self._background, timeout=5)
+        if self._live_task is not None:
+            await self.live.close(self._live_task, timeout=2)
         if self.mqtt is not None:
             await self.mqtt.disconnect()
         self._log_stats()
@@ -250,22 +255,7 @@ class Bridge:
         if seqs:
             # One message for the whole flush, however many devices it holds.
             frames = [events.readings_frame(device_id, seq, batch.samples[device_id]) for device_id, seq in seqs.items()]
-            await self._publish(events.readings_event(frames))
-
-    async def _publish(self, event):
-        """Sends a live event to the web processes; a channel layer outage loses live frames only."""
-        try:
-            await self.channel_layer.group_send(events.LIVE_GROUP, event)
-        except Exception as exc:
-            self.counts["live_failed"] += 1
-            if not self._layer_failing:
-                logger.error("channel layer unavailable, live frames are being lost: %r", exc)
-                self._layer_failing = True
-            return
-        if self._layer_failing:
-            logger.info("channel layer is back")
-            self._layer_failing = False
-        self.counts["published"] += 1
+            self.live.publish(events.readings_event(frames))
 
     # Status and commands.
 
@@ -281,7 +271,7 @@ class Bridge:
         if not known:
             self.rejects.reject(device_id, "unknown_device", "no device with this id is registered")
             return
-        await self._publish(events.status_event(device_id, online, events.to_ms(now)))
+        self.live.publish(events.status_event(device_id, online, events.to_ms(now)))
         if online:
             for command_id in await self._with_db_retry(commands.sendable_ids, now, device_id):
                 await self.dispatch_command(command_id)
@@ -297,7 +287,7 @@ class Bridge:
         if command is None:
             self.rejects.reject(device_id, "unknown_command", f"no command {answer.command_id} awaits an answer")
             return
-        await self._publish(events.command_event(command))
+        self.live.publish(events.command_event(command))
 
     async def dispatch_command(self, command_id):
         """Sends a pending command if its device is online; otherwise it waits for the device."""
@@ -314,7 +304,7 @@ class Bridge:
             await self._with_db_retry(commands.release, command.id)
             return
         logger.info("sent command %s %r to %s", command.id, command.name, command.device_id)
-        await self._publish(events.command_event(command))
+        self.live.publish(events.command_event(command))
 
     async def _sweep_commands_forever(self):
         """Expires commands whose ttl ran out and sends any that wait for an online device
@@ -324,7 +314,7 @@ class Bridge:
             now = timezone.now()
             for command in await self._with_db_retry(commands.expire_due, now):
                 logger.info("command %s %r to %s expired", command.id, command.name, command.device_id)
-                await self._publish(events.command_event(command))
+                self.live.publish(events.command_event(command))
             if self.mqtt.connected.is_set():
                 for command_id in await self._with_db_retry(commands.sendable_ids, now):
                     await self.dispatch_command(command_id)

@@ -7,6 +7,8 @@ from channels.worker import Worker
 
 logger = logging.getLogger("bridge")
 
+RETRY_SECONDS = 1.0
+
 
 class BridgeWorker(Worker):
     """Listens on the bridge's named channels like `runworker`, runs the bridge beside them,
@@ -20,6 +22,32 @@ class BridgeWorker(Worker):
         # Consumers on the bridge's channels reach the bridge through their scope.
         scope["bridge"] = self.bridge
         return super().get_or_create_application_instance(scope_id, scope)
+
+    async def listener(self, channel):
+        """Listens like channels' Worker, but outlives a channel layer outage (a Redis restart):
+        the bridge's work does not depend on the layer, and commands whose dispatch request is
+        lost are sent by the bridge's sweep anyway."""
+        failing = False
+        while True:
+            if asyncio.current_task().cancelling():
+                # A cancellation redis-py swallowed (or turned into an error) in receive().
+                raise asyncio.CancelledError
+            try:
+                message = await self.channel_layer.receive(channel)
+            except Exception as exc:
+                if not failing:
+                    logger.error("cannot receive from channel %s, retrying every %s s: %r", channel, RETRY_SECONDS, exc)
+                    failing = True
+                await asyncio.sleep(RETRY_SECONDS)
+                continue
+            if failing:
+                logger.info("receiving from channel %s again", channel)
+                failing = False
+            if not message.get("type"):
+                logger.warning("ignored a message with no type on channel %s", channel)
+                continue
+            scope = {"type": "channel", "channel": channel}
+            await self.get_or_create_application_instance(channel, scope).put(message)
 
     async def handle(self):
         stop = asyncio.Event()

@@ -4,6 +4,7 @@ import asyncio
 import orjson
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
 from django.conf import settings
 
 from devices import access
@@ -29,12 +30,17 @@ class DashboardConsumer(AsyncWebsocketConsumer):
     """
 
     send_interval = 0.05
+    # No channel of its own: live frames come through the process's relay. (A channel per
+    # socket is a Redis BRPOP per socket on the core layer, and a Redis outage ends its socket.)
+    channel_layer_alias = None
     # Set once the socket belongs to a signed-in user; a socket closed before stays without them.
     watched = None
     followed = None
     sender = None
+    resyncing = None
 
     async def connect(self):
+        self.channel_layer = get_channel_layer()
         await self.accept()
         self.user = self.scope.get("user")
         if self.user is None or not self.user.is_authenticated:
@@ -51,8 +57,9 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         """Called once the socket belongs to a signed-in user."""
 
     async def disconnect(self, code):
-        if self.sender is not None:
-            self.sender.cancel()
+        for task in (self.sender, self.resyncing):
+            if task is not None:
+                task.cancel()
         if self.watched:
             await self.unwatch(list(self.watched))
         if self.followed:
@@ -86,13 +93,33 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             self.awaiting_snapshot[device_id] = []
             self.followed.pop(device_id, None)  # watching it brings its commands' frames anyway
         await relay_for(self.channel_layer).watch(self, new)
-        snapshots = await database_sync_to_async(device_snapshots)(new)
+        await self._send_snapshots(new)
+
+    def resync(self):
+        """Called by the relay when the live stream comes back after a break: frames of the
+        watched devices may have been lost, so the client gets a `resync` frame and fresh
+        snapshots, and refetches what it missed."""
+        device_ids = [device_id for device_id in self.watched if device_id not in self.awaiting_snapshot]
+        if not device_ids:
+            return
+        for device_id in device_ids:
+            self.awaiting_snapshot[device_id] = []
+        self.resyncing = asyncio.ensure_future(self._send_snapshots(device_ids, events.resync_frame(device_ids)))
+
+    async def _send_snapshots(self, device_ids, preface=None):
+        """Sends the snapshots of devices whose live frames wait in `awaiting_snapshot`, then
+        those of the frames that are newer than the snapshot."""
+        snapshots = await database_sync_to_async(device_snapshots)(device_ids)
         texts = [orjson.dumps(snapshot).decode() for snapshot in snapshots]
+        if preface is not None:
+            texts.insert(0, preface)
         for start in range(0, len(texts), SNAPSHOTS_PER_MESSAGE):
             await self.send_frames(texts[start:start + SNAPSHOTS_PER_MESSAGE])
         for snapshot in snapshots:
-            self.watched[snapshot["device"]] = snapshot["seq"]
-        for device_id in new:
+            device_id = snapshot["device"]
+            if device_id in self.watched:
+                self.watched[device_id] = max(self.watched[device_id], snapshot["seq"])
+        for device_id in device_ids:
             for text, seq in self.awaiting_snapshot.pop(device_id, ()):
                 self.live_frame(device_id, text, seq)
 

@@ -67,6 +67,17 @@ def device_event(device_id, frame):
     return {"type": "live.event", "device": device_id, "frame": _text(frame)}
 
 
+def probe_event(relay_id, number):
+    """A relay's probe of the live stream, sent to the live group: only that relay heeds it."""
+    return {"type": "live.probe", "relay": relay_id, "number": number}
+
+
+def resync_frame(device_ids):
+    """Tells a dashboard that live frames of these devices may have been lost: fresh
+    snapshots follow, and the client should refetch history it missed."""
+    return _text({"type": "resync", "devices": sorted(device_ids)})
+
+
 def command_dispatch_message(command_id):
     """Asks the bridge to send a command that was just created."""
     return {"type": "command.dispatch", "id": str(command_id)}

@@ -5,17 +5,28 @@ relay hands each frame to the sockets watching its device by a plain method call
 events to every socket through the layer instead costs a message decode and a consumer
 dispatch per socket per event: with 200 fleet dashboards that capped a web process near
 14,000 readings/s delivered (docs/performance.md).
+
+The channel layer loses what is sent while Redis is away, and says nothing about it. So the
+relay probes its own path through the layer every second: a probe sent to the live group must
+come back. When probes start coming back after failing, every socket is told to resync
+(docs/reliability.md).
 """
 import asyncio
 import logging
+import time
+import uuid
 import weakref
 from collections import defaultdict
 
-from telemetry.events import LIVE_GROUP, RELAY_CHANNEL_PREFIX
+from telemetry.events import LIVE_GROUP, RELAY_CHANNEL_PREFIX, probe_event
 
 logger = logging.getLogger("telemetry.relay")
 
-# Group membership on channels-redis's core layer expires (a day by default): renew it.
+PROBE_SECONDS = 1.0
+# A probe not back within this many seconds counts as lost: the live stream is broken.
+PROBE_TIMEOUT = 2.0
+# Group membership on channels-redis's core layer expires (a day by default), and a restarted
+# Redis forgets it: renew it now and then, and after every failed probe.
 REJOIN_SECONDS = 600
 
 _relays = weakref.WeakKeyDictionary()  # event loop -> its relay
@@ -34,6 +45,9 @@ class LiveRelay:
     def __init__(self, channel_layer):
         self.channel_layer = channel_layer
         self.watchers = defaultdict(set)  # device id -> consumers watching it
+        self.id = uuid.uuid4().hex
+        self._probe_sent = 0
+        self._probe_back = asyncio.Event()
         self._tasks = []
 
     async def watch(self, consumer, device_ids):
@@ -45,7 +59,7 @@ class LiveRelay:
             await self.channel_layer.group_add(LIVE_GROUP, channel)
             self._tasks = [
                 asyncio.create_task(self._relay_forever(channel)),
-                asyncio.create_task(self._rejoin_forever(channel)),
+                asyncio.create_task(self._probe_forever(channel)),
             ]
 
     def unwatch(self, consumer, device_ids):
@@ -58,7 +72,10 @@ class LiveRelay:
 
     def dispatch(self, message):
         watchers = self.watchers
-        if message["type"] == "live.readings":
+        if message["type"] == "live.probe":
+            if message["relay"] == self.id and message["number"] == self._probe_sent:
+                self._probe_back.set()
+        elif message["type"] == "live.readings":
             for device_id, seq, text in message["frames"]:
                 for consumer in watchers.get(device_id, ()):
                     consumer.live_frame(device_id, text, seq)
@@ -82,10 +99,35 @@ class LiveRelay:
             except Exception:
                 logger.exception("live relay: could not dispatch a %r message", message.get("type"))
 
-    async def _rejoin_forever(self, channel):
+    async def _probe_forever(self, channel):
+        """Probes the live stream every PROBE_SECONDS; rejoins the group when a probe is lost,
+        and has every socket resync once probes come back."""
+        broken_since = None
+        joined = time.monotonic()
         while True:
-            await asyncio.sleep(REJOIN_SECONDS)
+            await asyncio.sleep(PROBE_SECONDS)
             try:
-                await self.channel_layer.group_add(LIVE_GROUP, channel)
-            except Exception:
-                logger.exception("live relay: renewing the group membership failed")
+                if broken_since is not None or time.monotonic() - joined > REJOIN_SECONDS:
+                    await asyncio.wait_for(self.channel_layer.group_add(LIVE_GROUP, channel), PROBE_TIMEOUT)
+                    joined = time.monotonic()
+                await self._probe()
+            except Exception as exc:
+                if broken_since is None:
+                    broken_since = time.monotonic()
+                    logger.error("live relay: the live stream is broken (%r); frames sent now are lost", exc)
+                continue
+            if broken_since is not None:
+                consumers = {consumer for watching in self.watchers.values() for consumer in watching}
+                logger.warning("live relay: the live stream is back after %.1f s; %d sockets resync",
+                               time.monotonic() - broken_since, len(consumers))
+                broken_since = None
+                for consumer in consumers:
+                    consumer.resync()
+
+    async def _probe(self):
+        """Sends a probe to the live group; TimeoutError unless it comes back in time."""
+        self._probe_sent += 1
+        self._probe_back.clear()
+        async with asyncio.timeout(PROBE_TIMEOUT):
+            await self.channel_layer.group_send(LIVE_GROUP, probe_event(self.id, self._probe_sent))
+            await self._probe_back.wait()

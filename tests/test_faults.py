@@ -308,3 +308,55 @@ def test_two_bridges_share_the_readings_and_one_killed_loses_none(shared_hub, de
         sensor.go_offline()
     finally:
         other.stop()
+
+
+@pytest.fixture(params=["pubsub", "core"])
+def layered_hub(request, django_db_setup, redis, broker, tmp_path):
+    """A hub on each of channels-redis's layers (HUB_CHANNEL_LAYER)."""
+    (tmp_path / "hub").mkdir()
+    yield from running_hub(redis, broker, tmp_path / "hub", channel_layer=request.param, **FAST_DEVICE)
+
+
+def test_redis_killed_and_restarted_loses_no_stored_reading_and_dashboards_resync(layered_hub, redis, device, owner):
+    hub = layered_hub
+    cookie = hub.login(owner.username, PASSWORD)
+    single = hub.dashboard(f"ws/devices/{device.id}/", cookie)
+    single.frame(type="snapshot")
+    fleet = hub.dashboard("ws/fleet/", cookie)
+    fleet.send(action="subscribe", devices=[device.id])
+    fleet.frame(type="snapshot", device=device.id)
+    sensor = Device(hub.mqtt_url, device.id, device.mqtt_password).connect()
+    readings = Publisher(sensor, 40)
+    publish = iter(range(readings.count))
+
+    def send(count):
+        for _ in range(count):
+            n = next(publish)
+            sensor.send_reading({"n": n}, ts=readings.start_ts + n)
+
+    send(1)
+    for dashboard in (single, fleet):
+        dashboard.frame(type="readings", device=device.id)
+
+    web_log, bridge_log = len(hub.web.log()), len(hub.bridge.log())
+    redis.kill()
+    send(20)
+    wait_until(lambda: stored_count(device) == 21, message="readings stored while Redis is down")
+    hub.bridge.wait_for_log(r"channel layer unavailable, live frames are being lost", start=bridge_log)
+    hub.web.wait_for_log(r"live relay: the live stream is broken", start=web_log)
+
+    redis.start()
+    hub.web.wait_for_log(r"live relay: the live stream is back after [\d.]+ s; \d+ sockets resync", start=web_log)
+    for dashboard in (single, fleet):
+        assert dashboard.frame(type="resync")["devices"] == [device.id]
+        snapshot = dashboard.frame(type="snapshot", device=device.id)
+        assert snapshot["latest"]["n"] == {"ts": readings.start_ts + 20, "value": 20}
+
+    # The bridge finds Redis again too: live frames flow.
+    send(1)
+    for dashboard in (single, fleet):
+        frame = dashboard.frame(type="readings", device=device.id)
+        assert frame["items"][0]["values"] == {"n": 21} and frame["seq"] == snapshot["seq"] + 1
+    hub.bridge.wait_for_log(r"channel layer is back", start=bridge_log)
+    assert stored_ts(device) == readings.expected()[:22]
+    sensor.go_offline()

@@ -15,7 +15,7 @@ const view = {
   loading: null, // live points that arrived while history was loading: key -> [[ts, value]]
   loads: 0,
 };
-const live = { seq: null, lastTs: null, online: false, lastSeen: null };
+const live = { seq: null, lastTs: null, online: false, lastSeen: null, resync: false };
 const charts = new Map(); // key -> TimeChart
 const latest = new Map(); // key -> {ts, value, row}
 const commands = new Map(); // id -> list item
@@ -140,9 +140,11 @@ function setStatus(online, seenAt) {
 function onSnapshot(frame) {
   setStatus(frame.online, frame.last_seen);
   for (const [key, { ts, value }] of Object.entries(frame.latest)) setLatest(key, ts, value);
-  const missed = live.seq !== null && frame.seq > live.seq;
+  // A jump in seq, or a resync after a break in the live stream: fetch what was missed.
+  const missed = live.seq !== null && (frame.seq > live.seq || live.resync);
+  live.resync = false;
   live.seq = frame.seq;
-  if (missed && following()) fillGap(live.lastTs + 1, Date.now() + 1); // reconnected after missing frames
+  if (missed && following()) fillGap(live.lastTs === null ? currentRange().from : live.lastTs + 1, Date.now() + 1);
   if (view.loads === 0) loadHistory();
 }
 
@@ -201,6 +203,7 @@ const socket = new LiveSocket(`/ws/devices/${encodeURIComponent(config.device)}/
     if (frame.type === "snapshot") onSnapshot(frame);
     else if (frame.type === "readings") onReadings(frame);
     else if (frame.type === "status") setStatus(frame.online, frame.ts);
+    else if (frame.type === "resync") live.resync = true; // a fresh snapshot follows
     else if (frame.type === "command") showCommand(frame);
     else if (frame.type === "error") (frame.code === "forbidden" || frame.code === "bad_frame" ? showCommandError : showBanner)(`${frame.code}: ${frame.detail}`);
   },
