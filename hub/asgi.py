@@ -12,13 +12,14 @@ from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  #
 
 from bridge.consumers import CommandRelayConsumer  # noqa: E402
 from hub.origins import SameOriginValidator  # noqa: E402
+from telemetry.backpressure import WriteGateMiddleware  # noqa: E402
 from telemetry.events import BRIDGE_COMMANDS_CHANNEL  # noqa: E402
 from telemetry.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_application,
-        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": WriteGateMiddleware(SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))),
         "channel": ChannelNameRouter({BRIDGE_COMMANDS_CHANNEL: CommandRelayConsumer.as_asgi()}),
     }
 )

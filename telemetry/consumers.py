@@ -12,7 +12,7 @@ from devices.commands import create_command
 from telemetry import events
 from telemetry.announce import announce_command
 from telemetry.frames import ALL_DEVICES, FrameError, SendCommand, Subscribe, Unsubscribe, parse_client_frame
-from telemetry.outbox import Outbox
+from telemetry.outbox import MAX_MESSAGE_CHARS, Outbox
 from telemetry.relay import relay_for
 from telemetry.snapshots import device_snapshots
 
@@ -20,6 +20,7 @@ UNAUTHENTICATED = 4401
 FINISHED_STATUSES = {"succeeded", "failed", "expired"}
 SNAPSHOTS_PER_MESSAGE = 500
 FORBIDDEN = 4403
+BATCH_OVERHEAD = len('{"type":"batch","frames":[]}')
 
 
 class DashboardConsumer(AsyncWebsocketConsumer):
@@ -163,9 +164,13 @@ class DashboardConsumer(AsyncWebsocketConsumer):
 
     async def _send_forever(self):
         """Sends what waits as one websocket message, at most once per `send_interval`: a lone
-        frame as it is, several as a batch frame."""
+        frame as it is, several as a batch frame. Under daphne, waits while the client does not
+        take what was sent (telemetry.backpressure)."""
+        gate = self.scope.get("write_gate")  # telemetry.backpressure
         while True:
             await self.outbox.ready.wait()
+            if gate is not None:
+                await gate.open.wait()  # until the client takes what was sent already
             texts, dropped = self.outbox.take()
             if dropped:
                 texts.insert(0, orjson.dumps({"type": "dropped", "devices": dropped}).decode())
@@ -173,11 +178,19 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             await asyncio.sleep(self.send_interval)
 
     async def send_frames(self, texts):
-        """Sends encoded frames as one websocket message: alone as they are, several as a batch."""
-        if len(texts) == 1:
-            await self.send(text_data=texts[0])
-        elif texts:
-            await self.send(text_data='{"type":"batch","frames":[' + ",".join(texts) + "]}")
+        """Sends encoded frames in as few websocket messages as daphne takes: alone as they
+        are, several as a batch, each message at most MAX_MESSAGE_CHARS."""
+        start = 0
+        while start < len(texts):
+            end, size = start + 1, len(texts[start])
+            while end < len(texts) and size + len(texts[end]) + 1 < MAX_MESSAGE_CHARS - BATCH_OVERHEAD:
+                size += len(texts[end]) + 1
+                end += 1
+            if end - start == 1:
+                await self.send(text_data=texts[start])
+            else:
+                await self.send(text_data='{"type":"batch","frames":[' + ",".join(texts[start:end]) + "]}")
+            start = end
 
     # Commands.
 

@@ -5,6 +5,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -17,7 +18,11 @@ from pathlib import Path
 import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from websockets.client import ClientProtocol
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
 from websockets.sync.client import connect as websocket_connect
+from websockets.uri import parse_uri
 
 from bridge.mqtt import parse_mqtt_url
 from tests.servers import free_port, wait_for_port
@@ -148,6 +153,9 @@ class HubClient:
         )
         return Dashboard(socket)
 
+    def stalled_dashboard(self, path, cookie):
+        return StalledDashboard(self.ws_url(path), cookie, origin=self.url.rstrip("/"))
+
 
 class LiveHub(HubClient):
     """The bridge (manage.py runbridge) and the web server (daphne), as in production."""
@@ -232,6 +240,58 @@ class Dashboard:
         except AssertionError:
             return
         raise AssertionError(f"unexpected frame {frame}")
+
+    def close(self):
+        self.socket.close()
+
+
+class StalledDashboard:
+    """A dashboard's websocket over a plain socket, read only when asked: between reads the
+    client takes nothing off its socket, as a frozen browser tab does (websockets' own
+    clients read in a thread of their own)."""
+
+    def __init__(self, url, cookie, origin, receive_buffer=65536):
+        uri = parse_uri(url)
+        self.protocol = ClientProtocol(uri, origin=origin, max_size=None)
+        self.socket = socket.socket()
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        self.socket.connect((uri.host, uri.port))
+        request = self.protocol.connect()
+        request.headers["Cookie"] = cookie
+        self.protocol.send_request(request)
+        self._flush()
+        self._pending = []
+        while self.protocol.handshake_exc is None and self.protocol.state is not State.OPEN:
+            self._read(TIMEOUT)
+        if self.protocol.handshake_exc is not None:
+            raise self.protocol.handshake_exc
+
+    def frames(self, timeout=TIMEOUT):
+        """Reads the socket again; yields each frame sent, batches unpacked, until `timeout`
+        seconds pass with nothing new."""
+        while True:
+            while self._pending:
+                yield self._pending.pop(0)
+            if not self._read(timeout):
+                return
+
+    def _read(self, timeout):
+        self.socket.settimeout(timeout)
+        try:
+            data = self.socket.recv(1 << 20)
+        except TimeoutError:
+            return False
+        self.protocol.receive_data(data) if data else self.protocol.receive_eof()
+        for event in self.protocol.events_received():
+            if isinstance(event, Frame) and event.opcode is Opcode.TEXT:
+                message = orjson.loads(event.data)
+                self._pending += message["frames"] if message["type"] == "batch" else [message]
+        self._flush()  # pongs
+        return bool(data)
+
+    def _flush(self):
+        for data in self.protocol.data_to_send():
+            self.socket.sendall(data)
 
     def close(self):
         self.socket.close()

@@ -12,10 +12,12 @@ import threading
 import time
 import uuid
 
+import orjson
 import pytest
 from django.utils import timezone
 
 from devices.models import Command
+from devices.models import Device as RegisteredDevice
 from telemetry.models import Reading
 from tests.conftest import PASSWORD, running, running_hub
 from tests.live import Device, HubProcess, unique_id, wait_until
@@ -359,4 +361,52 @@ def test_redis_killed_and_restarted_loses_no_stored_reading_and_dashboards_resyn
         assert frame["items"][0]["values"] == {"n": 21} and frame["seq"] == snapshot["seq"] + 1
     hub.bridge.wait_for_log(r"channel layer is back", start=bridge_log)
     assert stored_ts(device) == readings.expected()[:22]
+    sensor.go_offline()
+
+
+@pytest.fixture
+def flood_hub(django_db_setup, redis, broker, tmp_path):
+    """A hub that lets a device send as many bytes a second as it can, and holds at most 50
+    frames for a socket (still far more than arrive between two sends to a reading client)."""
+    (tmp_path / "hub").mkdir()
+    yield from running_hub(redis, broker, tmp_path / "hub", device_max_bytes_per_second=100_000_000,
+                           ws_max_pending_frames=50, **FAST_DEVICE)
+
+
+def test_the_server_stops_sending_to_a_dashboard_that_stops_reading_and_tells_it_what_it_missed(flood_hub, device, owner):
+    hub = flood_hub
+    stalled = hub.stalled_dashboard(f"ws/devices/{device.id}/", hub.login(owner.username, PASSWORD))
+    first_seq = next(stalled.frames())["seq"]
+    sensor = Device(hub.mqtt_url, device.id, device.mqtt_password).connect()
+    # From here until every reading is stored the dashboard reads nothing. Once the kernel's
+    # buffers are full, daphne's would grow without end; instead the socket's sender waits
+    # and its outbox drops the oldest frames.
+    messages, samples, text = 30000, 1, "x" * 250
+    start_ts = int(time.time() * 1000) - 3_600_000
+    for n in range(messages):
+        batch = [{"ts": start_ts + n * samples + k, "values": {"s": text}} for k in range(samples)]
+        sensor.publish(sensor.topic("telemetry"), orjson.dumps(batch))
+    flood_bytes = messages * len(orjson.dumps(batch))
+    wait_until(lambda: stored_count(device) == messages * samples, timeout=60, message="every reading stored")
+    last_seq = RegisteredDevice.objects.get(pk=device.pk).seq
+    hub.bridge.wait_for_log(rf"stats: received={messages + 1} stored_readings={messages * samples} published={last_seq - first_seq + 1}")
+
+    # It reads again: every frame since the snapshot (the device's status, then its readings)
+    # is either received or counted as dropped.
+    received, dropped, seqs = 0, 0, []
+    for frame in stalled.frames():
+        if frame["type"] == "dropped":
+            dropped += frame["devices"][device.id]
+            continue
+        received += 1
+        if frame["type"] == "readings":
+            seqs.append(frame["seq"])
+            if frame["seq"] == last_seq:
+                break
+    print(f"{flood_bytes / 2**20:.1f} MiB in {last_seq - first_seq} frames to a stalled dashboard: "
+          f"{received} frames received, {dropped} dropped")
+    assert seqs[-1] == last_seq, f"the last frame never came: {seqs[-5:]}"
+    # Without the write gate daphne queues everything and drops nothing.
+    assert dropped > 0 and received + dropped == 1 + last_seq - first_seq
+    stalled.close()
     sensor.go_offline()

@@ -112,3 +112,11 @@ def test_what_take_returns_is_not_changed_by_later_puts():
     outbox.put("d1", readings("d1", 3))
     outbox.put("d1", readings("d1", 4))
     assert (texts, dropped) == ([readings("d1", 2)], {"d1": 1})
+
+
+def test_a_frame_too_large_for_one_websocket_message_is_counted_as_dropped_and_not_queued():
+    outbox = Outbox(limit=3, max_frame_chars=100)
+    outbox.put("d1", readings("d1", 1))
+    outbox.put("d1", '{"type": "readings", "items": "' + "x" * 100 + '"}')
+    assert outbox.ready.is_set()
+    assert outbox.take() == ([readings("d1", 1)], {"d1": 1})
