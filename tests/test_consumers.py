@@ -3,8 +3,10 @@ tests/test_end_to_end.py covers the same paths over real sockets."""
 import asyncio
 import threading
 
+import orjson
 import pytest
 from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
@@ -16,7 +18,8 @@ from bridge.protocol import Sample
 from devices.commands import claim_for_sending
 from devices.models import Command, Device
 from hub.asgi import application as hub_application
-from telemetry import consumers, events
+from telemetry import consumers, events, relay
+from telemetry.outbox import MAX_MESSAGE_CHARS
 from telemetry.relay import relay_for
 from telemetry.routing import websocket_urlpatterns
 from telemetry.snapshots import device_snapshots
@@ -475,4 +478,51 @@ async def test_a_slow_socket_holds_a_bounded_number_of_frames_and_is_told_what_i
     received = await frames(communicator)
     assert received[0] == {"type": "dropped", "devices": {"d1": 7}}
     assert [frame["seq"] for frame in received[1:]] == [8, 9, 10]
+    await communicator.disconnect()
+
+
+async def test_frames_that_would_make_one_message_too_large_for_daphne_go_out_in_several(people):
+    communicator = await connect("/ws/fleet/", people["owner"])
+    await communicator.send_json_to({"action": "subscribe", "devices": ["d1"]})
+    await communicator.receive_json_from(timeout=2)
+    text = "x" * (MAX_MESSAGE_CHARS // 3)  # three such frames do not fit in one message
+    flush = [events.readings_frame("d1", seq, [Sample(T0 + seq, {"s": text})]) for seq in range(1, 5)]
+    await get_channel_layer().group_send(events.LIVE_GROUP, events.readings_event(flush))
+    seqs = []
+    while len(seqs) < 4:
+        message = await communicator.receive_output(timeout=2)
+        assert len(message["text"]) <= MAX_MESSAGE_CHARS
+        sent = orjson.loads(message["text"])
+        seqs += [frame["seq"] for frame in (sent["frames"] if sent["type"] == "batch" else [sent])]
+    assert seqs == [1, 2, 3, 4]
+    await communicator.disconnect()
+
+
+# The live stream breaking and coming back.
+
+
+async def test_when_the_live_stream_comes_back_after_a_break_each_socket_gets_resync_and_fresh_snapshots(people, monkeypatch):
+    monkeypatch.setattr(relay, "PROBE_SECONDS", 0.05)
+    monkeypatch.setattr(relay, "PROBE_TIMEOUT", 0.2)
+    layer = get_channel_layer()
+    communicator = await connect("/ws/devices/d1/", people["owner"])
+    assert (await communicator.receive_json_from(timeout=2))["seq"] == 0
+    broken = asyncio.Event()
+    real_group_send = layer.group_send
+
+    async def group_send_while_redis_is_away(group, message):
+        broken.set()
+        raise ConnectionError("Redis is away")
+
+    monkeypatch.setattr(layer, "group_send", group_send_while_redis_is_away)
+    await asyncio.wait_for(broken.wait(), 2)
+    # Meanwhile a reading is stored whose live frame is lost.
+    await database_sync_to_async(store_samples)({"d1": [Sample(T0, {"temp": 20.5})]}, timezone.now())
+    monkeypatch.setattr(layer, "group_send", real_group_send)
+
+    resync, snapshot = await frames(communicator)
+    assert resync == {"type": "resync", "devices": ["d1"]}
+    assert (snapshot["type"], snapshot["seq"], snapshot["latest"]["temp"]["value"]) == ("snapshot", 1, 20.5)
+    await publish_readings("d1", 2, {"temp": 21.0})
+    assert (await communicator.receive_json_from(timeout=2))["seq"] == 2
     await communicator.disconnect()
