@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from tests.conftest import PASSWORD
-from tests.live import TIMEOUT, Device, unique_id
+from telemetry.models import Reading
+from tests.conftest import PASSWORD, running, running_hub
+from tests.live import TIMEOUT, Device, unique_id, wait_until
+from tests.servers import RedisServer
 
 pytestmark = pytest.mark.live
 
@@ -140,4 +142,47 @@ def test_another_user_cannot_open_the_device_page(chromium, live_hub, device, ma
     expect(page.locator(f'tr[data-device="{device.id}"]')).to_have_count(0)
     response = page.goto(f"/devices/{device.id}/")
     assert response.status == 404
+    context.close()
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A Redis for one test alone, so killing it harms no other test."""
+    (tmp_path / "redis").mkdir()
+    yield from running(RedisServer(tmp_path / "redis"))
+
+
+@pytest.fixture
+def hub_on_own_redis(django_db_setup, own_redis, mosquitto_server, tmp_path):
+    (tmp_path / "hub").mkdir()
+    yield from running_hub(own_redis, mosquitto_server, tmp_path / "hub")
+
+
+def test_after_a_break_in_the_live_stream_the_device_page_fetches_what_it_missed(
+    chromium, hub_on_own_redis, own_redis, device, owner
+):
+    hub = hub_on_own_redis
+    context = chromium.new_context(base_url=hub.url)
+    context.set_default_timeout(TIMEOUT * 1000)
+    page = context.new_page()
+    sign_in(page, owner.username)
+    sensor = Device(hub.mqtt_url, device.id, device.mqtt_password).connect()
+    sensor.send_reading({"temp": 20.0})
+    page.goto(f"/devices/{device.id}/")
+    chart = page.locator('canvas[data-key="temp"]')
+    expect(chart).to_have_attribute("data-points", "1")
+
+    web_log = len(hub.web.log())
+    own_redis.kill()
+    hub.web.wait_for_log(r"live relay: the live stream is broken", start=web_log)
+    for value in (20.5, 21.0, 21.5):
+        sensor.send_reading({"temp": value})
+    wait_until(lambda: Reading.objects.filter(device=device).count() == 4, message="readings stored while Redis is down")
+    expect(chart).to_have_attribute("data-points", "1")  # none of them came live
+
+    own_redis.start()
+    # The fresh snapshot after the break shows the page it missed readings; it fetches them.
+    expect(chart).to_have_attribute("data-points", "4")
+    expect(chart).to_have_attribute("data-last", "21.5")
+    sensor.go_offline()
     context.close()
