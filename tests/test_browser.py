@@ -10,7 +10,7 @@ from playwright.sync_api import expect, sync_playwright
 from telemetry.models import Reading
 from tests.conftest import PASSWORD, running, running_hub
 from tests.live import TIMEOUT, Device, unique_id, wait_until
-from tests.servers import RedisServer
+from tests.servers import MosquittoServer, RedisServer
 
 pytestmark = pytest.mark.live
 
@@ -153,9 +153,12 @@ def own_redis(tmp_path):
 
 
 @pytest.fixture
-def hub_on_own_redis(django_db_setup, own_redis, mosquitto_server, tmp_path):
+def hub_on_own_redis(django_db_setup, own_redis, tmp_path):
+    """A hub with its own servers: on the shared broker, the module's hub would store each reading too."""
+    (tmp_path / "mosquitto").mkdir()
     (tmp_path / "hub").mkdir()
-    yield from running_hub(own_redis, mosquitto_server, tmp_path / "hub")
+    for broker in running(MosquittoServer(tmp_path / "mosquitto")):
+        yield from running_hub(own_redis, broker, tmp_path / "hub")
 
 
 def test_after_a_break_in_the_live_stream_the_device_page_fetches_what_it_missed(
