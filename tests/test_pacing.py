@@ -1,13 +1,6 @@
 """The dashboards' send pace, on a clock the test moves."""
 from telemetry.pacing import SendPace
-
-
-class Clock:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self):
-        return self.now
+from tests.manual_clock import Clock
 
 
 def test_a_socket_that_sends_now_and_then_never_waits():
