@@ -29,3 +29,15 @@ async def test_on_the_core_layer_a_relay_that_falls_behind_keeps_past_the_defaul
     assert layer.get_capacity(await layer.new_channel()) == 100
     await layer.flush()
     await layer.close_pools()
+
+
+async def test_on_the_core_layer_a_receive_outlasts_an_idle_blocking_pop(redis_server, monkeypatch):
+    """channels_redis pops with a 5 s timeout; redis-py 8 timed the read out at 5 s as well."""
+    layer = core_layer(monkeypatch, redis_server.url, relay_capacity=10)
+    channel = await layer.new_channel(RELAY_CHANNEL_PREFIX)
+    receiving = asyncio.create_task(layer.receive(channel))
+    await asyncio.sleep(layer.brpop_timeout + 1)  # idle through one whole blocking pop
+    await layer.send(channel, {"type": "live.readings", "n": 1})
+    assert (await asyncio.wait_for(receiving, 10))["n"] == 1
+    await layer.flush()
+    await layer.close_pools()
