@@ -11,7 +11,6 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from hub.env import env_bool, env_int, env_list, env_str
-from telemetry.events import RELAY_CHANNEL_PREFIX
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("HUB_DATA_DIR", str(BASE_DIR / "var")))
@@ -158,7 +157,7 @@ def _channel_layers():
         # Lists in Redis, bounded per channel: a full channel drops what is sent to it. Each web
         # process's live relay gets one message per flush of the bridge, so give it room for
         # seconds of them (docs/performance.md).
-        config["channel_capacity"] = {f"{RELAY_CHANNEL_PREFIX}*": env_int("HUB_RELAY_CAPACITY", 1000, minimum=1)}
+        config["capacity"] = env_int("HUB_CHANNEL_CAPACITY", 1000, minimum=1)
     return {"default": {"BACKEND": backends[flavour], "CONFIG": config}}
 
 
