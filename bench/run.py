@@ -32,7 +32,7 @@ from bench.stats import Histogram, table
 
 FULL = {
     "backlog": 60_000,
-    "naive_seconds": 20,
+    "naive_seconds": 10,
     "ingest": [(1_000, 20), (5_000, 20), (10_000, 60)],
     "fleet_devices": 1_000,
     "fanout": (200, 20),
