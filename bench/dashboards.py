@@ -3,8 +3,8 @@ time from the device's publish to its arrival.
 
 python -m bench.dashboards --url ws://127.0.0.1:8000 --cookie sessionid=... --sockets 10 \\
     --watch device --devices 100 --seconds 20
---watch device: socket i opens ws/devices/<device i mod N>/; fleet: ws/fleet/ subscribed to "*";
-idle: ws/fleet/ subscribed to nothing; naive: the naive bridge's ws/naive/<device i mod N>/.
+--watch device: socket i opens ws/devices/<device first + i mod N>/; fleet: ws/fleet/ subscribed to "*";
+idle: ws/fleet/ subscribed to nothing; naive: the naive bridge's ws/naive/<device first + i mod N>/.
 Runs for --seconds, or until SIGTERM. Prints counts and a latency histogram as JSON."""
 import argparse
 import asyncio
@@ -50,7 +50,7 @@ async def stream(args, number, tally, opened, stop):
     origin = args.url.replace("ws", "http", 1)
     if args.watch in ("device", "naive"):
         section = "devices" if args.watch == "device" else "naive"
-        path = f"/ws/{section}/{device_ids(args.devices)[number % args.devices]}/"
+        path = f"/ws/{section}/{device_ids(args.devices)[(args.first + number) % args.devices]}/"
     else:
         path = "/ws/fleet/"
     async with connect(
@@ -127,6 +127,7 @@ def main():
     parser.add_argument("--sockets", type=int, required=True)
     parser.add_argument("--watch", choices=["device", "fleet", "idle", "naive"], required=True)
     parser.add_argument("--devices", type=int, default=1)
+    parser.add_argument("--first", type=int, default=0, help="socket i watches device first + i (mod --devices)")
     parser.add_argument("--seconds", type=float, required=True)
     parser.add_argument("--ramp", type=float, default=2.0, help="seconds over which the sockets connect")
     args = parser.parse_args()

@@ -32,7 +32,7 @@ from bench.stats import Histogram, table
 
 FULL = {
     "backlog": 60_000,
-    "naive_seconds": 20,
+    "naive_seconds": 10,
     "ingest": [(1_000, 20), (5_000, 20), (10_000, 60)],
     "fleet_devices": 1_000,
     "fanout": (200, 20),
@@ -89,7 +89,7 @@ def dashboards(stack, sockets, watch, seconds, devices=1, ramp=2.0, url=None):
     for first in range(0, sockets, per_process):
         processes.append(stack.spawn(
             "-m", "bench.dashboards", "--url", (url or stack.url).replace("http", "ws", 1), "--cookie", stack.cookie,
-            "--sockets", str(min(per_process, sockets - first)), "--watch", watch, "--devices", str(devices),
+            "--sockets", str(min(per_process, sockets - first)), "--first", str(first), "--watch", watch, "--devices", str(devices),
             "--seconds", str(seconds), "--ramp", str(ramp),
         ))
     for process in processes:

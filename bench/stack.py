@@ -138,7 +138,9 @@ class Stack:
         self.redis.start()
         self.mosquitto.start()
         self.meter.watch("redis", self.redis.process.pid)
-        self.meter.watch("mosquitto", self.mosquitto.process.pid)
+        # The broker runs under mosquitto/run-broker.sh: meter the broker, not the script.
+        script = psutil.Process(self.mosquitto.process.pid)
+        self.meter.watch("mosquitto", next(child.pid for child in script.children() if child.name() == "mosquitto"))
         self.log(f"stack: redis {self.redis.url}, mosquitto {self.mosquitto.url}, database {self.database}")
         self.run_python("manage.py", "migrate", "--verbosity", "0")
         accounts = [arg for username, role, password in self.accounts.values() for arg in ("--account", username, role, password)]

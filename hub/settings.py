@@ -11,7 +11,6 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from hub.env import env_bool, env_int, env_list, env_str
-from telemetry.events import RELAY_CHANNEL_PREFIX
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("HUB_DATA_DIR", str(BASE_DIR / "var")))
@@ -134,6 +133,9 @@ DATABASES = {"default": _database()}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 
+CORE_LAYER_SOCKET_TIMEOUT = 30
+
+
 def _channel_layers():
     redis_url = env_str("HUB_REDIS_URL")
     if not redis_url:
@@ -148,10 +150,14 @@ def _channel_layers():
         raise ImproperlyConfigured(f"HUB_CHANNEL_LAYER must be pubsub or core, not {flavour!r}")
     config = {"hosts": [redis_url]}
     if flavour == "core":
+        # The core layer receives with a blocking pop of up to 5 s; redis-py 8 times socket reads
+        # out after 5 s by default, which failed idle receives (channels_redis #422) and with
+        # them the bridge's command listener. Give reads room beyond the pop.
+        config["hosts"] = [{"address": redis_url, "socket_timeout": CORE_LAYER_SOCKET_TIMEOUT}]
         # Lists in Redis, bounded per channel: a full channel drops what is sent to it. Each web
         # process's live relay gets one message per flush of the bridge, so give it room for
         # seconds of them (docs/performance.md).
-        config["channel_capacity"] = {f"{RELAY_CHANNEL_PREFIX}*": env_int("HUB_RELAY_CAPACITY", 1000, minimum=1)}
+        config["capacity"] = env_int("HUB_CHANNEL_CAPACITY", 1000, minimum=1)
     return {"default": {"BACKEND": backends[flavour], "CONFIG": config}}
 
 

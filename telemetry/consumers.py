@@ -13,6 +13,7 @@ from telemetry import events
 from telemetry.announce import announce_command
 from telemetry.frames import ALL_DEVICES, FrameError, SendCommand, Subscribe, Unsubscribe, parse_client_frame
 from telemetry.outbox import MAX_MESSAGE_CHARS, Outbox
+from telemetry.pacing import SendPace
 from telemetry.relay import relay_for
 from telemetry.snapshots import device_snapshots
 
@@ -26,11 +27,13 @@ BATCH_OVERHEAD = len('{"type":"batch","frames":[]}')
 class DashboardConsumer(AsyncWebsocketConsumer):
     """What both dashboard sockets share: sign-in, watching devices, the outbox, commands.
 
-    Live frames pass through a bounded outbox and go out at most once per `send_interval`
-    seconds in bursts: at once when the socket is idle, coalesced when it is busy.
+    Live frames pass through a bounded outbox and go out as websocket messages at most
+    `send_rate` times a second on average, up to `send_burst` back to back: at once when
+    the socket is not busy, coalesced into batches when it is.
     """
 
-    send_interval = 0.05
+    send_rate = 20
+    send_burst = 3
     # No channel of its own: live frames come through the process's relay. (A channel per
     # socket is a Redis BRPOP per socket on the core layer, and a Redis outage ends its socket.)
     channel_layer_alias = None
@@ -163,19 +166,22 @@ class DashboardConsumer(AsyncWebsocketConsumer):
                 relay_for(self.channel_layer).unwatch(self, [device_id])
 
     async def _send_forever(self):
-        """Sends what waits as one websocket message, at most once per `send_interval`: a lone
-        frame as it is, several as a batch frame. Under daphne, waits while the client does not
-        take what was sent (telemetry.backpressure)."""
+        """Sends what waits as one websocket message, at the socket's pace: a lone frame as it
+        is, several as a batch frame. Under daphne, waits while the client does not take what
+        was sent (telemetry.backpressure)."""
         gate = self.scope.get("write_gate")  # telemetry.backpressure
+        pace = SendPace(self.send_rate, self.send_burst)
         while True:
             await self.outbox.ready.wait()
             if gate is not None:
                 await gate.open.wait()  # until the client takes what was sent already
+            delay = pace.delay()
+            if delay:
+                await asyncio.sleep(delay)
             texts, dropped = self.outbox.take()
             if dropped:
                 texts.insert(0, orjson.dumps({"type": "dropped", "devices": dropped}).decode())
             await self.send_frames(texts)
-            await asyncio.sleep(self.send_interval)
 
     async def send_frames(self, texts):
         """Sends encoded frames in as few websocket messages as daphne takes: alone as they

@@ -12,9 +12,8 @@ import orjson
 # The named channel the bridge listens on for commands to send (see hub/asgi.py).
 BRIDGE_COMMANDS_CHANNEL = "bridge.commands"
 
-# The group of every web process's live relay, and the prefix of each relay's channel name.
+# The group of every web process's live relay.
 LIVE_GROUP = "live"
-RELAY_CHANNEL_PREFIX = "live-relay"
 
 
 def to_ms(moment):

@@ -18,7 +18,7 @@ import uuid
 import weakref
 from collections import defaultdict
 
-from telemetry.events import LIVE_GROUP, RELAY_CHANNEL_PREFIX, probe_event
+from telemetry.events import LIVE_GROUP, probe_event
 
 logger = logging.getLogger("telemetry.relay")
 
@@ -55,7 +55,9 @@ class LiveRelay:
         for device_id in device_ids:
             self.watchers[device_id].add(consumer)
         if not self._tasks:
-            channel = await self.channel_layer.new_channel(RELAY_CHANNEL_PREFIX)
+            # The layer's own kind of name: on the core layer, all of a process's channels
+            # are received by one loop only if their names share its prefix.
+            channel = await self.channel_layer.new_channel()
             await self.channel_layer.group_add(LIVE_GROUP, channel)
             self._tasks = [
                 asyncio.create_task(self._relay_forever(channel)),

@@ -1,6 +1,5 @@
 """Writing readings: one transaction per flush, a fixed number of statements whatever its size."""
 from django.db import connection, transaction
-from django.db.models import F
 
 from devices.models import Device
 from telemetry.models import LatestValue, Reading, value_columns
@@ -13,10 +12,8 @@ def store_samples(samples_by_device, received_at):
     unknown devices are not stored. A reading already stored (same device, key and ts) is
     kept as it was, so storing a batch twice stores it once.
     """
-    ids = list(samples_by_device)
     with transaction.atomic():
-        Device.objects.filter(pk__in=ids).update(seq=F("seq") + 1, last_seen=received_at)
-        seqs = dict(Device.objects.filter(pk__in=ids).values_list("pk", "seq"))
+        seqs = _advance_devices(list(samples_by_device), received_at)
         rows = []
         newest = {}
         for device_id in seqs:
@@ -35,6 +32,23 @@ def store_samples(samples_by_device, received_at):
 # Plain SQL rather than bulk_create: building a model instance per value cost the bridge
 # more than the database did (bench/, docs/performance.md).
 COLUMNS = ("device_id", "key", "ts", "kind", "num", "text")
+
+
+def _advance_devices(ids, received_at):
+    """Counts a readings frame for each device that exists, in one statement (building the
+    ORM's update and select cost about half of a small flush): {device id: its new seq}."""
+    if not ids:
+        return {}
+    quote = connection.ops.quote_name
+    table = quote(Device._meta.db_table)
+    pk, seq, last_seen = (quote(Device._meta.get_field(name).column) for name in ("id", "seq", "last_seen"))
+    sql = (
+        f"UPDATE {table} SET {seq} = {seq} + 1, {last_seen} = %s "
+        f"WHERE {pk} IN ({', '.join(['%s'] * len(ids))}) RETURNING {pk}, {seq}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [connection.ops.adapt_datetimefield_value(received_at), *ids])
+        return dict(cursor.fetchall())
 
 
 def _insert_readings(rows):

@@ -46,7 +46,8 @@ def test_the_ceiling_compares_our_bridge_with_the_raw_subscriber_and_the_naive_b
 def test_the_naive_bridge_feeds_dashboards_listening_in_its_groups(quick_run):
     naive = quick_run[0]["ceiling"]["naive"]
     assert 0 < naive["drained"] <= 3000
-    assert naive["delivered"] > 0 and "naive-daphne" in naive["resources"]
+    # Each device's group has one dashboard: no reading reaches two.
+    assert 0 < naive["delivered"] <= naive["drained"] and "naive-daphne" in naive["resources"]
 
 
 def test_fleet_dashboards_receive_the_fleet_and_idle_sockets_are_measured(quick_run):

@@ -163,6 +163,30 @@ async def test_status_and_command_frames_of_the_watched_device_arrive(people):
     await communicator.disconnect()
 
 
+async def test_a_socket_that_is_not_busy_sends_each_frame_at_once(people, monkeypatch):
+    monkeypatch.setattr(consumers.DashboardConsumer, "send_rate", 1 / 3600)  # an hour between sends on average
+    communicator = await connect("/ws/devices/d1/", people["owner"])
+    await communicator.receive_json_from(timeout=2)
+    for seq in (1, 2, 3):  # the burst: none waits for the pace
+        await publish_readings("d1", seq, {"n": seq})
+        assert [frame["seq"] for frame in await frames(communicator)] == [seq]
+    await communicator.disconnect()
+
+
+async def test_a_busy_socket_batches_what_comes_while_it_waits_its_turn(people, monkeypatch):
+    monkeypatch.setattr(consumers.DashboardConsumer, "send_rate", 0.5)
+    communicator = await connect("/ws/devices/d1/", people["owner"])
+    await communicator.receive_json_from(timeout=2)
+    for seq in (1, 2, 3):
+        await publish_readings("d1", seq, {"n": seq})
+        await frames(communicator)
+    for seq in (4, 5, 6):  # the burst is spent: these wait about two seconds, together
+        await publish_readings("d1", seq, {"n": seq})
+    message = await communicator.receive_json_from(timeout=10)
+    assert message["type"] == "batch" and [frame["seq"] for frame in message["frames"]] == [4, 5, 6]
+    await communicator.disconnect()
+
+
 async def test_frames_no_newer_than_what_the_socket_has_are_skipped(people):
     communicator = await connect("/ws/devices/d1/", people["owner"])
     await communicator.receive_json_from(timeout=2)

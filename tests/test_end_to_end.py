@@ -217,6 +217,19 @@ def test_a_bridge_restarted_while_a_device_publishes_at_qos1_loses_no_reading(li
     sensor.go_offline()
 
 
+def test_a_burst_of_readings_read_from_the_socket_together_is_stored_whole(live_hub, device):
+    """The bridge reads many MQTT packets with one recv() (bridge.mqtt.BufferedClient)."""
+    sensor = Device(live_hub.mqtt_url, device.id, device.mqtt_password).connect()
+    count, start = 300, now_ms() - 60_000
+    for n in range(count):
+        sensor.send_reading({"n": n}, ts=start + n, qos=1)
+    wait_until(lambda: Reading.objects.filter(device=device).count() == count, timeout=20,
+               message=f"all {count} readings stored")
+    stored = sorted(Reading.objects.filter(device=device).values_list("ts", flat=True))
+    assert stored == [start + n for n in range(count)]
+    sensor.go_offline()
+
+
 def test_a_socket_without_a_signed_in_user_is_closed_with_4401(live_hub):
     dashboard = live_hub.dashboard("ws/fleet/")
     with pytest.raises(ConnectionClosed) as closed:

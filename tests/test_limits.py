@@ -1,13 +1,6 @@
 """Per-device budgets in the bridge, on a clock the test turns."""
 from bridge.limits import BURST_SECONDS, DeviceBudgets
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
+from tests.manual_clock import Clock
 
 
 def test_a_device_may_burst_a_minute_of_messages_then_gets_its_rate():

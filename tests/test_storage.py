@@ -189,6 +189,6 @@ def test_a_flush_takes_the_same_number_of_statements_whatever_its_size(devices):
         device_id: [Sample(T0 + 1000 + i, {"temp": i, "hum": i, "on": True, "mode": "auto"}) for i in range(200)]
         for device_id in ("d1", "d2")
     })
-    assert small >= 4  # bump seq, read seq, insert readings, upsert latest values
+    assert small >= 3  # count the devices' frames, insert readings, upsert latest values
     assert small == large
     assert Reading.objects.count() == 1 + 2 * 200 * 4
