@@ -120,7 +120,6 @@ def _database():
         # The bridge writes while daphne reads: WAL lets readers run beside the writer,
         # IMMEDIATE takes the write lock up front so a busy database waits instead of failing.
         Path(config["NAME"]).parent.mkdir(parents=True, exist_ok=True)
-        config["CONN_MAX_AGE"] = 0
         config["OPTIONS"] = {
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             "transaction_mode": "IMMEDIATE",
