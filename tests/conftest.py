@@ -3,6 +3,7 @@ from django.contrib.auth import get_user_model
 
 from devices.credentials import issue_device_token
 from devices.models import Device
+from tests.live import unique_id
 from tests.servers import MosquittoServer, RedisServer
 
 PASSWORD = "s3cret-pass!"
@@ -43,6 +44,17 @@ def make_device(transactional_db):
         return device
 
     return make
+
+
+@pytest.fixture
+def owner(make_user):
+    """A user of a name no other test uses (a hub's processes can outlive one test's data)."""
+    return make_user(unique_id("owner"))
+
+
+@pytest.fixture
+def device(make_device, owner):
+    return make_device(unique_id("sensor"), owner)
 
 
 def running(server):

@@ -25,11 +25,6 @@ def hub(django_db_setup, redis_server, mosquitto_server, tmp_path_factory):
 
 
 @pytest.fixture
-def owner(make_user):
-    return make_user(unique_id("owner"))
-
-
-@pytest.fixture
 def cookie(hub, owner):
     return hub.login(owner.username, PASSWORD)
 

@@ -18,16 +18,6 @@ pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def owner(make_user):
-    return make_user(unique_id("owner"))
-
-
-@pytest.fixture
-def device(make_device, owner):
-    return make_device(unique_id("sensor"), owner)
-
-
-@pytest.fixture
 def cookie(live_hub, owner):
     return live_hub.login(owner.username, PASSWORD)
 

@@ -47,16 +47,6 @@ def hub(django_db_setup, redis, broker, tmp_path):
     yield from running_hub(redis, broker, tmp_path / "hub", **FAST_DEVICE)
 
 
-@pytest.fixture
-def owner(make_user):
-    return make_user(unique_id("owner"))
-
-
-@pytest.fixture
-def device(make_device, owner):
-    return make_device(unique_id("sensor"), owner)
-
-
 def stored_ts(device):
     return sorted(Reading.objects.filter(device=device).values_list("ts", flat=True))
 
