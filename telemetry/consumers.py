@@ -15,7 +15,6 @@ from telemetry.frames import ALL_DEVICES, FrameError, SendCommand, Subscribe, Un
 from telemetry.outbox import MAX_MESSAGE_CHARS, Outbox
 from telemetry.pacing import SendPace
 from telemetry.relay import relay_for
-from telemetry.snapshots import device_snapshots
 
 UNAUTHENTICATED = 4401
 FINISHED_STATUSES = {"succeeded", "failed", "expired"}
@@ -113,16 +112,15 @@ class DashboardConsumer(AsyncWebsocketConsumer):
     async def _send_snapshots(self, device_ids, preface=None):
         """Sends the snapshots of devices whose live frames wait in `awaiting_snapshot`, then
         those of the frames that are newer than the snapshot."""
-        snapshots = await database_sync_to_async(device_snapshots)(device_ids)
-        texts = [orjson.dumps(snapshot).decode() for snapshot in snapshots]
+        snapshots = await relay_for(self.channel_layer).snapshots.read(device_ids)
+        texts = [text for _, _, text in snapshots]
         if preface is not None:
             texts.insert(0, preface)
         for start in range(0, len(texts), SNAPSHOTS_PER_MESSAGE):
             await self.send_frames(texts[start:start + SNAPSHOTS_PER_MESSAGE])
-        for snapshot in snapshots:
-            device_id = snapshot["device"]
+        for device_id, seq, _ in snapshots:
             if device_id in self.watched:
-                self.watched[device_id] = max(self.watched[device_id], snapshot["seq"])
+                self.watched[device_id] = max(self.watched[device_id], seq)
         for device_id in device_ids:
             for text, seq in self.awaiting_snapshot.pop(device_id, ()):
                 self.live_frame(device_id, text, seq)

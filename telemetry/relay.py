@@ -19,6 +19,7 @@ import weakref
 from collections import defaultdict
 
 from telemetry.events import LIVE_GROUP, probe_event
+from telemetry.snapshots import SnapshotReader
 
 logger = logging.getLogger("telemetry.relay")
 
@@ -45,6 +46,8 @@ class LiveRelay:
     def __init__(self, channel_layer):
         self.channel_layer = channel_layer
         self.watchers = defaultdict(set)  # device id -> consumers watching it
+        # The sockets' snapshots, read together: they must line up with the frames relayed.
+        self.snapshots = SnapshotReader()
         self.id = uuid.uuid4().hex
         self._probe_sent = 0
         self._probe_back = asyncio.Event()

@@ -18,7 +18,7 @@ from bridge.protocol import Sample
 from devices.commands import claim_for_sending
 from devices.models import Command, Device
 from hub.asgi import application as hub_application
-from telemetry import consumers, events, relay
+from telemetry import consumers, events, relay, snapshots
 from telemetry.outbox import MAX_MESSAGE_CHARS
 from telemetry.relay import relay_for
 from telemetry.routing import websocket_urlpatterns
@@ -229,7 +229,7 @@ async def test_a_frame_relayed_while_the_snapshot_is_read_is_not_sent_as_well(pe
         assert relayed.wait(timeout=2)
         return device_snapshots(device_ids)
 
-    monkeypatch.setattr(consumers, "device_snapshots", snapshots_while_flush_5_is_relayed)
+    monkeypatch.setattr(snapshots, "device_snapshots", snapshots_while_flush_5_is_relayed)
     communicator = await connect("/ws/devices/d1/", people["owner"])
     received = await frames_until(communicator, lambda frame: frame["type"] == "snapshot")
     await publish_readings("d1", 6, {"temp": 6}, ts=T0 + 6)
