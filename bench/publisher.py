@@ -114,6 +114,7 @@ class Connection:
         self.unacknowledged = bytearray(65536)  # 1 at each packet id in flight
         self.in_flight = 0
         self.acknowledged = 0
+        self.last_acknowledgement = time.monotonic()
         self.connack = None
         self.last_write = time.monotonic()
 
@@ -169,6 +170,7 @@ class Connection:
                 self.unacknowledged[packet_id] = 0
                 self.in_flight -= 1
                 self.acknowledged += 1
+                self.last_acknowledgement = time.monotonic()
         elif kind == CONNACK:  # section 3.2: session present flag, then the return code
             self.connack = body[1]
         elif kind != PINGRESP:
@@ -255,7 +257,9 @@ def publish(args):
             connection.write(b"".join(batch))
         connection.read()
         connection.keep_alive()
-        if number < due:
+        if number < due:  # every packet id in flight
+            if time.monotonic() - connection.last_acknowledgement > ACK_TIMEOUT:
+                raise SystemExit(f"the broker acknowledged nothing for {ACK_TIMEOUT} s with 65,535 readings in flight")
             connection.wait(1)
         elif number < total:
             # Sleep, not wait: acknowledgements arriving would cut the tick short.
@@ -265,7 +269,8 @@ def publish(args):
     deadline = time.monotonic() + ACK_TIMEOUT
     while connection.in_flight:
         if time.monotonic() > deadline:
-            raise SystemExit(f"the broker did not acknowledge {connection.in_flight} of {total} readings within {ACK_TIMEOUT} s")
+            acknowledged = connection.acknowledged
+            raise SystemExit(f"only {acknowledged} of {total} readings acknowledged within {ACK_TIMEOUT} s of the last publish")
         connection.wait(min(deadline, connection.idle_deadline()) - time.monotonic())
         connection.keep_alive()
     connection.close()
