@@ -1,23 +1,36 @@
 """Latency histograms that processes can ship as JSON and merge, and the results table."""
 import math
+from collections import Counter
 
 RESOLUTION_MS = 0.1
 CEILING_MS = 60_000
+BINS_PER_MS = 1 / RESOLUTION_MS
+LAST_BIN = int(CEILING_MS * BINS_PER_MS)
 
 
 class Histogram:
     """Counts of latencies in 0.1 ms bins up to a minute, kept sparse."""
 
     def __init__(self, bins=None):
-        self.bins = {int(k): v for k, v in (bins or {}).items()}
+        self.bins = Counter({int(k): v for k, v in (bins or {}).items()})
 
     def add(self, latency_ms):
-        index = min(max(0, int(latency_ms / RESOLUTION_MS)), int(CEILING_MS / RESOLUTION_MS))
-        self.bins[index] = self.bins.get(index, 0) + 1
+        self.add_all([latency_ms])
+
+    def add_all(self, latencies_ms):
+        """Counts latencies (any iterable), in C (map and Counter) rather than one by one in
+        Python: a dashboard client process counts ~100,000 a second. Returns how many."""
+        indexes = list(map(int, map(BINS_PER_MS.__mul__, latencies_ms)))
+        if not indexes:
+            return 0
+        self.bins.update(indexes)
+        if min(indexes) < 0 or max(indexes) > LAST_BIN:
+            for index in [index for index in self.bins if index < 0 or index > LAST_BIN]:
+                self.bins[min(max(0, index), LAST_BIN)] += self.bins.pop(index)
+        return len(indexes)
 
     def merge(self, other):
-        for index, count in other.bins.items():
-            self.bins[index] = self.bins.get(index, 0) + count
+        self.bins.update(other.bins)
         return self
 
     @property
