@@ -1,123 +1,150 @@
 """Dashboard clients over real websockets: each records, for every reading it receives, the
-time from the device's publish to its arrival.
+time from the device's publish to its arrival (counted by bench.tally).
 
 python -m bench.dashboards --url ws://127.0.0.1:8000 --cookie sessionid=... --sockets 10 \\
     --watch device --devices 100 --seconds 20
 --watch device: socket i opens ws/devices/<device first + i mod N>/; fleet: ws/fleet/ subscribed to "*";
 idle: ws/fleet/ subscribed to nothing; naive: the naive bridge's ws/naive/<device first + i mod N>/.
-Runs for --seconds, or until SIGTERM. Prints counts and a latency histogram as JSON."""
+
+A socket whose connect fails tries again with the dashboards' jittered backoff
+(telemetry/static/telemetry/live.js: 0.5 s doubling up to 10 s, waiting between half and all
+of it) until --connect-within seconds have passed; then it counts as failed. Prints one JSON
+line once every socket is open or failed ({"event": "open", ...}), then runs for --seconds, or
+until SIGTERM, and prints its counts and latency histogram as JSON."""
 import argparse
 import asyncio
+import itertools
 import json
+import random
 import signal
 import time
 
-import orjson
 from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidHandshake
 
 from bench.prepare import device_ids
-from bench.stats import Histogram
+from bench.tally import SocketReader, Tally
+
+RECONNECT_MIN_S = 0.5
+RECONNECT_MAX_S = 10.0
+# How long one attempt may take: daphne itself gives up on a handshake after 5 s.
+OPEN_TIMEOUT_S = 20
 
 
-class Tally:
-    def __init__(self):
-        self.latency = Histogram()
-        self.readings = 0
-        self.frames = 0
-        self.dropped = 0
-        self.gaps = 0
-        self.busiest_frames_per_second = 0
-        self.failed = 0
+class Dashboards:
+    """The sockets of one client process, and what they count together."""
+
+    def __init__(self, args):
+        self.args = args
+        self.tally = Tally()
+        self.refused = 0  # connect attempts that failed and were tried again or given up
+        self.failed = 0  # sockets never opened before the deadline
+        self.closed = 0  # sockets the server closed before the run ended
         self.errors = set()
+        self.sockets = set()
+        self.settled = asyncio.Semaphore(0)  # released once per socket: open (snapshots in), or failed
+        self.started = time.monotonic()
+        self.last_open = None
+        self.stopping = False
+
+    def path(self, number):
+        if self.args.watch in ("device", "naive"):
+            section = "devices" if self.args.watch == "device" else "naive"
+            return f"/ws/{section}/{device_ids(self.args.devices)[(self.args.first + number) % self.args.devices]}/"
+        return "/ws/fleet/"
+
+    async def open(self, number):
+        """A socket open, after as many attempts as it takes until the deadline; None if it never opened."""
+        deadline = self.started + self.args.connect_within
+        for attempt in itertools.count():
+            try:
+                return await connect(
+                    self.args.url + self.path(number), additional_headers={"Cookie": self.args.cookie},
+                    origin=self.args.url.replace("ws", "http", 1), max_size=None, open_timeout=OPEN_TIMEOUT_S,
+                )
+            except (OSError, TimeoutError, InvalidHandshake) as error:
+                self.refused += 1
+                self.errors.add(repr(error)[:200])
+            ceiling = min(RECONNECT_MAX_S, RECONNECT_MIN_S * 2 ** attempt)
+            pause = random.uniform(ceiling / 2, ceiling)
+            if time.monotonic() + pause > deadline:
+                return None
+            await asyncio.sleep(pause)
+
+    async def watch(self, number):
+        socket = await self.open(number)
+        if socket is None:
+            self.failed += 1
+            self.settled.release()
+            return
+        self.sockets.add(socket)
+        # Open once the snapshots are in, so that the measurement covers live frames only.
+        awaiting_snapshots = {"fleet": self.args.devices, "device": 1, "idle": 0, "naive": 0}[self.args.watch]
+        try:
+            if self.args.watch == "fleet":
+                await socket.send('{"action": "subscribe", "devices": "*"}')
+            if not awaiting_snapshots:
+                self.opened()
+            reader = SocketReader(self.tally)
+            async for text in socket:
+                now = time.time()
+                if awaiting_snapshots <= 0:  # live messages only
+                    self.tally.count_message(now)
+                snapshots = reader.take(text, now)
+                if snapshots and awaiting_snapshots > 0:
+                    awaiting_snapshots -= snapshots
+                    if awaiting_snapshots <= 0:
+                        self.opened()
+        except Exception as error:  # a socket that breaks is counted, and must not stall the others
+            self.errors.add(repr(error)[:200])
+        if not self.stopping:
+            self.closed += 1
+            self.errors.add(f"closed by the server: {socket.close_code} {socket.close_reason}"[:200])
+            if awaiting_snapshots > 0:
+                self.settled.release()
+
+    def opened(self):
+        self.last_open = time.monotonic()
+        self.settled.release()
+
+    def open_event(self):
+        opened = self.args.sockets - self.failed
+        return {
+            "event": "open", "sockets": self.args.sockets, "opened": opened, "failed_sockets": self.failed,
+            "connect_attempts_refused": self.refused,
+            "open_seconds": round(self.last_open - self.started, 2) if self.last_open else None,
+        }
 
     def as_dict(self):
         return {
-            "failed_sockets": self.failed, "errors": sorted(self.errors), "readings": self.readings, "frames": self.frames, "dropped": self.dropped, "gaps": self.gaps,
-            "busiest_frames_per_second": self.busiest_frames_per_second, "latency_bins": self.latency.bins,
+            **self.open_event(), "event": "done", "closed_sockets": self.closed, "errors": sorted(self.errors),
+            **self.tally.as_dict(),
         }
 
-
-async def watch(args, number, tally, opened, stop):
-    try:
-        await stream(args, number, tally, opened, stop)
-    except Exception as error:  # a socket that fails is counted, and must not stall the others
-        tally.failed += 1
-        tally.errors.add(repr(error)[:200])
-        opened.release()
-
-
-async def stream(args, number, tally, opened, stop):
-    origin = args.url.replace("ws", "http", 1)
-    if args.watch in ("device", "naive"):
-        section = "devices" if args.watch == "device" else "naive"
-        path = f"/ws/{section}/{device_ids(args.devices)[(args.first + number) % args.devices]}/"
-    else:
-        path = "/ws/fleet/"
-    async with connect(
-        args.url + path, additional_headers={"Cookie": args.cookie}, origin=origin, max_size=None, open_timeout=60
-    ) as socket:
-        if args.watch == "fleet":
-            await socket.send('{"action": "subscribe", "devices": "*"}')
-        # Open once the snapshots are in, so that the measurement covers live frames only.
-        awaiting_snapshots = {"fleet": args.devices, "device": 1, "idle": 0, "naive": 0}[args.watch]
-        if not awaiting_snapshots:
-            opened.release()
-        seqs = {}
-        second, frames_this_second = int(time.time()), 0
-        while not stop.is_set():
-            try:
-                text = await asyncio.wait_for(socket.recv(), 0.5)
-            except TimeoutError:
-                continue
-            now = time.time()
-            frame = orjson.loads(text)
-            if awaiting_snapshots <= 0:  # live messages only
-                if int(now) != second:
-                    tally.busiest_frames_per_second = max(tally.busiest_frames_per_second, frames_this_second)
-                    second, frames_this_second = int(now), 0
-                frames_this_second += 1
-                tally.frames += 1
-            for item in frame["frames"] if frame["type"] == "batch" else [frame]:
-                kind = item["type"]
-                if kind == "readings":
-                    device, seq = item["device"], item.get("seq")  # the naive bridge's have no seq
-                    if seq is not None:
-                        if device in seqs and seq > seqs[device] + 1:
-                            tally.gaps += 1
-                        seqs[device] = seq
-                    for reading in item["items"]:
-                        published = reading["values"].get("pub")
-                        if published is not None:
-                            tally.readings += 1
-                            tally.latency.add((now - published) * 1000)
-                elif kind == "dropped":
-                    tally.dropped += sum(item["devices"].values())
-                elif kind == "snapshot":
-                    seqs[item["device"]] = item["seq"]
-                    awaiting_snapshots -= 1
-                    if awaiting_snapshots == 0:
-                        opened.release()
+    async def stop(self):
+        self.stopping = True
+        await asyncio.gather(*(socket.close() for socket in self.sockets), return_exceptions=True)
 
 
 async def run(args):
-    tally = Tally()
-    stop = asyncio.Event()
-    opened = asyncio.Semaphore(0)
+    dashboards = Dashboards(args)
     tasks = []
     for number in range(args.sockets):
         # Dashboards arrive one after another, not all in the same instant.
-        tasks.append(asyncio.create_task(watch(args, number, tally, opened, stop)))
+        tasks.append(asyncio.create_task(dashboards.watch(number)))
         await asyncio.sleep(args.ramp / args.sockets)
     for _ in range(args.sockets):
-        await opened.acquire()
-    print(json.dumps({"event": "open", "sockets": args.sockets}), flush=True)
+        await dashboards.settled.acquire()
+    print(json.dumps(dashboards.open_event()), flush=True)
+    stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     try:
         await asyncio.wait_for(stop.wait(), args.seconds)
     except TimeoutError:
-        stop.set()
+        pass
+    await dashboards.stop()
     await asyncio.gather(*tasks, return_exceptions=True)
-    return tally.as_dict()
+    return dashboards.as_dict()
 
 
 def main():
@@ -128,8 +155,9 @@ def main():
     parser.add_argument("--watch", choices=["device", "fleet", "idle", "naive"], required=True)
     parser.add_argument("--devices", type=int, default=1)
     parser.add_argument("--first", type=int, default=0, help="socket i watches device first + i (mod --devices)")
-    parser.add_argument("--seconds", type=float, required=True)
-    parser.add_argument("--ramp", type=float, default=2.0, help="seconds over which the sockets connect")
+    parser.add_argument("--seconds", type=float, required=True, help="how long to listen once every socket is open")
+    parser.add_argument("--ramp", type=float, default=2.0, help="seconds over which the sockets first connect")
+    parser.add_argument("--connect-within", type=float, default=60.0, help="seconds to keep retrying a failed connect")
     args = parser.parse_args()
     print(json.dumps(asyncio.run(run(args))), flush=True)
 

@@ -65,10 +65,11 @@ def finish(process, timeout):
 
 
 def wait_open(process):
-    """Waits for a dashboards process to report its sockets open."""
+    """Waits for a dashboards process to report its sockets open (or failed), and returns its report."""
     line = process.stdout.readline()
     if '"open"' not in line:
         raise RuntimeError(f"dashboards did not open: {line}{process.stderr.read()[-3000:]}")
+    return json.loads(line)
 
 
 def publishers(stack, rate, seconds, devices):
@@ -77,37 +78,64 @@ def publishers(stack, rate, seconds, devices):
     share = devices // count
     return [
         stack.spawn("-m", "bench.publisher", "--url", stack.login_url(f"load-{i}"), "--first", str(i * share),
-                    "--devices", str(share), "--rate", str(rate / count), "--seconds", str(seconds))
+                    "--devices", str(share), "--rate", str(rate / count), "--seconds", str(seconds), name=f"publisher-{i}")
         for i in range(count)
     ]
 
 
 def dashboards(stack, sockets, watch, seconds, devices=1, ramp=2.0, url=None):
-    """Dashboard client processes, their sockets open (connected over `ramp` seconds)."""
+    """Dashboard client processes, each socket open or given up (first connects spread over
+    `ramp` seconds, failed ones retried), listening for `seconds` from then; and how the
+    connecting went (see connections)."""
     per_process = 500 if watch in ("idle", "naive") else 100
     processes = []
-    for first in range(0, sockets, per_process):
+    for number, first in enumerate(range(0, sockets, per_process)):
         processes.append(stack.spawn(
             "-m", "bench.dashboards", "--url", (url or stack.url).replace("http", "ws", 1), "--cookie", stack.cookie,
             "--sockets", str(min(per_process, sockets - first)), "--first", str(first), "--watch", watch, "--devices", str(devices),
-            "--seconds", str(seconds), "--ramp", str(ramp),
+            "--seconds", str(seconds), "--ramp", str(ramp), name=f"dashboards-{number}",
         ))
-    for process in processes:
-        wait_open(process)
-    return processes
+    opening = connections([wait_open(process) for process in processes])
+    log(f"dashboards: {describe_connections(opening)}")
+    return processes, opening
+
+
+def connections(reports):
+    """The dashboards processes' sockets together: opened, failed (never opened), connect
+    attempts refused and retried, closed by the server (final reports only), and the seconds
+    until the last socket opened."""
+    reports = list(reports)
+    total = {key: sum(report.get(key, 0) for report in reports)
+             for key in ("sockets", "opened", "failed_sockets", "connect_attempts_refused", "closed_sockets")}
+    seconds = [report["open_seconds"] for report in reports if report["open_seconds"] is not None]
+    total["open_seconds"] = max(seconds) if seconds else None
+    total["connects_per_s"] = round(total["opened"] / total["open_seconds"]) if total["open_seconds"] else None
+    return total
+
+
+def describe_connections(figures):
+    text = f"{figures['opened']:,} of {figures['sockets']:,} sockets open"
+    if figures["open_seconds"] is not None:
+        text += f" after {figures['open_seconds']:.1f} s ({figures['connects_per_s']:,}/s)"
+    text += f", {figures['connect_attempts_refused']:,} connect attempts refused and retried"
+    if figures["failed_sockets"]:
+        text += f", {figures['failed_sockets']:,} never opened"
+    if figures["closed_sockets"]:
+        text += f", {figures['closed_sockets']:,} closed by the server"
+    return text
 
 
 def merged(results):
-    total = {"failed_sockets": 0, "readings": 0, "frames": 0, "dropped": 0, "gaps": 0, "busiest_frames_per_second": 0}
-    errors = set()
+    """The dashboards processes' final reports together, and their latencies as one histogram."""
+    results = list(results)
+    total = connections(results)
+    for key in ("readings", "frames", "dropped", "gaps"):
+        total[key] = sum(result[key] for result in results)
+    total["busiest_frames_per_second"] = max(result["busiest_frames_per_second"] for result in results)
+    total["errors"] = sorted({error for result in results for error in result["errors"]})
     latency = Histogram()
     for result in results:
-        errors.update(result["errors"])
-        for key in ("failed_sockets", "readings", "frames", "dropped", "gaps"):
-            total[key] += result[key]
-        total["busiest_frames_per_second"] = max(total["busiest_frames_per_second"], result["busiest_frames_per_second"])
         latency.merge(Histogram(result["latency_bins"]))
-    total["errors"] = sorted(errors)
     return total, latency
 
 
@@ -149,6 +177,9 @@ def drain_rate(result):
     return {"drained": result["count"], "readings_per_s": round(result["count"] / elapsed) if elapsed > 0 else None}
 
 
+LOAD_PROCESSES = ("publisher-", "dashboards-")
+
+
 def resources(stack, before, seconds):
     after = stack.meter.cpu_seconds()
     return {
@@ -173,23 +204,26 @@ def scenario_ceiling(stack, backlog, naive_seconds):
     log(f"ceiling: naive drains the backlog for at most {naive_seconds} s, {stack.devices:,} dashboards in its groups")
     stack.start_naive()
     try:
-        listeners = dashboards(stack, stack.devices, "naive", naive_seconds + 120, devices=stack.devices,
-                               ramp=stack.devices / 200, url=f"http://127.0.0.1:{stack.naive_port}")
-        before = stack.meter.cpu_seconds()
+        listeners, _ = dashboards(stack, stack.devices, "naive", naive_seconds + 120, devices=stack.devices,
+                                  ramp=stack.devices / 200, url=f"http://127.0.0.1:{stack.naive_port}")
+        before = stack.meter.start_interval()
         result = finish(stack.spawn("-m", "bench.naive_bridge", "--url", stack.login_url("naive"), "--client-id", naive_id,
-                                    "--expect", str(backlog), "--seconds", str(naive_seconds), env=stack.naive_env), 600)
+                                    "--expect", str(backlog), "--seconds", str(naive_seconds), env=stack.naive_env,
+                                    name="naive-bridge"), 600)
         rates["naive"] = drain_rate(result)
         rates["naive"]["resources"] = resources(stack, before, max((result["last"] or 0) - (result["first"] or 0), 0.1))
         for process in listeners:
             process.terminate()
-        rates["naive"]["delivered"] = merged(finish(process, 60) for process in listeners)[0]["readings"]
+        delivered = merged(finish(process, 60) for process in listeners)[0]
+        rates["naive"]["delivered"] = delivered["readings"]
+        rates["naive"]["dashboards"] = {key: value for key, value in delivered.items() if key not in ("errors", "readings")}
     finally:
         stack.stop_naive()
     log("ceiling: our bridge drains the backlog, storing every reading")
     watch = StorageWatch(stack)
     stack.start_bridge()
     started = time.time()  # the bridge is connected: it drains from here
-    before = stack.meter.cpu_seconds()
+    before = stack.meter.start_interval()
     stored = watch.wait_for(backlog * VALUES_PER_READING) // VALUES_PER_READING
     # From connecting to the last stored row, seen by polling every 0.1 s.
     elapsed = max(watch.last_change - started, 0.1)
@@ -203,10 +237,9 @@ def scenario_ceiling(stack, backlog, naive_seconds):
 
 def scenario_ingest(stack, rate, seconds, watchers=10):
     log(f"ingest: {rate:,} readings/s offered for {seconds} s, {watchers} dashboards on one device each")
-    clients = dashboards(stack, watchers, "device", seconds + 8, devices=stack.devices)
+    clients, _ = dashboards(stack, watchers, "device", seconds + 8, devices=stack.devices)
     watch = StorageWatch(stack)
-    stack.meter.reset_peaks()
-    before = stack.meter.cpu_seconds()
+    before = stack.meter.start_interval()
     started = time.time()
     published = sum(finish(process, seconds + 120)["published"] for process in publishers(stack, rate, seconds, stack.devices))
     stored = watch.wait_for(published * VALUES_PER_READING) // VALUES_PER_READING
@@ -224,9 +257,8 @@ def scenario_ingest(stack, rate, seconds, watchers=10):
 def scenario_fanout(stack, sockets, seconds):
     rate = stack.devices  # every device at 1 Hz
     log(f"fanout: {stack.devices:,} devices at 1 Hz, {sockets} fleet dashboards, {seconds} s")
-    clients = dashboards(stack, sockets, "fleet", seconds + 5, devices=stack.devices, ramp=sockets / 20)
-    stack.meter.reset_peaks()
-    before = stack.meter.cpu_seconds()
+    clients, _ = dashboards(stack, sockets, "fleet", seconds + 5, devices=stack.devices, ramp=sockets / 20)
+    before = stack.meter.start_interval()
     started = time.time()
     published = sum(finish(process, seconds + 120)["published"] for process in publishers(stack, rate, seconds, stack.devices))
     delivered, latency = merged(finish(process, 120) for process in clients)
@@ -254,16 +286,15 @@ def scenario_idle(stack, sockets, seconds=10):
     log(f"idle: {sockets:,} idle dashboard sockets on one daphne")
     time.sleep(1)
     rss_before = stack.meter.rss.get("daphne", 0)
-    clients = dashboards(stack, sockets, "idle", seconds + 3)
+    clients, opening = dashboards(stack, sockets, "idle", seconds + 3)
     time.sleep(1.5)
     rss_after = stack.meter.rss.get("daphne", 0)
-    before = stack.meter.cpu_seconds()
+    before = stack.meter.start_interval()
     time.sleep(seconds)
-    cpu = resources(stack, before, seconds)["daphne"]["cpu_percent"]
-    failed = sum(finish(process, 60)["failed_sockets"] for process in clients)
-    return {"sockets": sockets, "failed_sockets": failed,
-            "kib_per_socket": round((rss_after - rss_before) / 1024 / (sockets - failed), 1),
-            "daphne_idle_cpu_percent": cpu}
+    used = resources(stack, before, seconds)
+    figures = connections(finish(process, 60) for process in clients)
+    return {**figures, "kib_per_socket": round((rss_after - rss_before) / 1024 / opening["opened"], 1) if opening["opened"] else None,
+            "daphne_idle_cpu_percent": used["daphne"]["cpu_percent"], "resources": used}
 
 
 def scenario_soak(stack, minutes, rate=5_000):
@@ -316,11 +347,43 @@ def report(results):
         print(f"fleet page: {page['rows']:,} rows updating every second, {page['frames_per_s']} frames/s, "
               f"frame interval p50 {page['frame_interval_p50_ms']} ms, p99 {page['frame_interval_p99_ms']} ms, "
               f"{page['long_tasks']} long tasks")
+    for item in results.get("ingest", []):
+        print(f"ingest {item['offered_per_s']:,}/s dashboards: {describe_connections(item['delivered'])}")
+    if fanout:
+        print(f"fanout dashboards: {describe_connections(fanout['delivered'])}")
     if "idle" in results:
         idle = results["idle"]
-        print(f"idle: {idle['sockets']:,} sockets, {idle['kib_per_socket']} KiB each, daphne at {idle['daphne_idle_cpu_percent']}% CPU")
+        per_socket = f"{idle['kib_per_socket']} KiB each" if idle["kib_per_socket"] is not None else "no socket open to measure"
+        print(f"idle: {describe_connections(idle)}, {per_socket}, daphne at {idle['daphne_idle_cpu_percent']}% CPU")
+    print("\nCPU (% of one core) and peak memory, the hub's processes against the load's:")
+    for label, used in measured(results):
+        print(f"{label}: {describe_resources(used)}")
     if "soak" in results:
         print("soak: " + ", ".join(f"{name} {v['rss_mib_early']}→{v['rss_mib_end']} MiB ({v['growth_percent']}%)" for name, v in results["soak"].items()))
+
+
+def measured(results):
+    """(label, resources) of every scenario that metered its processes."""
+    ceiling = results.get("ceiling", {})
+    for name in ("naive", "ours"):
+        if "resources" in ceiling.get(name, {}):
+            yield f"ceiling: {name}", ceiling[name]["resources"]
+    for item in results.get("ingest", []):
+        yield f"ingest {item['offered_per_s']:,}/s", item["resources"]
+    for name in ("fanout", "idle"):
+        if name in results:
+            yield name, results[name]["resources"]
+
+
+def describe_resources(used):
+    groups = {"hub": {}, "load": {}}
+    for name, figures in used.items():
+        groups["load" if name.startswith(LOAD_PROCESSES) else "hub"][name] = figures
+    return "; ".join(
+        f"{group} {sum(f['cpu_percent'] for f in members.values()):.1f}% ("
+        + ", ".join(f"{name} {f['cpu_percent']}%, {f['peak_rss_mib']} MiB" for name, f in members.items()) + ")"
+        for group, members in groups.items() if members
+    )
 
 
 def main():

@@ -23,10 +23,14 @@ MAX_GENERATORS = 4
 
 
 class ResourceMeter:
-    """Samples the CPU time and memory of named processes every half second."""
+    """Samples the CPU time and memory of named processes every half second: the hub's, and the
+    load generators and dashboard clients of a scenario, so that its figures show what the load
+    itself costs. A process of ours that exits is sampled once more as it exits (os.waitid
+    without reaping), so its CPU to the end counts."""
 
     def __init__(self):
         self.processes = {}  # name -> psutil.Process
+        self.cpu = {}  # name -> CPU seconds at the latest sample
         self.peak_rss = {}
         self.rss = {}
         self._stop = threading.Event()
@@ -34,35 +38,60 @@ class ResourceMeter:
         self._thread.start()
 
     def watch(self, name, pid):
-        self.processes[name] = psutil.Process(pid)
+        process = psutil.Process(pid)
+        self.processes[name] = process
+        self.cpu[name] = 0.0
         self.peak_rss[name] = 0
+        threading.Thread(target=self._sample_at_exit, args=(name, process), daemon=True).start()
 
     def forget(self, name):
         self.processes.pop(name, None)
 
-    def cpu_seconds(self):
-        times = {}
+    def start_interval(self):
+        """Forgets the processes that have exited, restarts the peaks, and returns the CPU
+        seconds so far (see cpu_seconds) to measure an interval from."""
         for name, process in list(self.processes.items()):
-            try:
-                cpu = process.cpu_times()
-                times[name] = cpu.user + cpu.system
-            except psutil.NoSuchProcess:
-                pass
-        return times
+            if not process.is_running() or process.status() == psutil.STATUS_ZOMBIE:
+                self.forget(name)
+        self.reset_peaks()
+        return self.cpu_seconds()
+
+    def cpu_seconds(self):
+        """CPU seconds of every process watched, those that exited included."""
+        for name, process in list(self.processes.items()):
+            self._sample_cpu(name, process)
+        return {name: self.cpu[name] for name in self.processes}
 
     def reset_peaks(self):
-        for name in self.peak_rss:
+        for name in self.processes:
             self.peak_rss[name] = self.rss.get(name, 0)
+
+    def _sample_cpu(self, name, process):
+        try:
+            cpu = process.cpu_times()
+        except psutil.NoSuchProcess:
+            return
+        self.cpu[name] = cpu.user + cpu.system
+
+    def _sample_at_exit(self, name, process):
+        try:
+            os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT)
+        except ChildProcessError:  # not our child (the broker under its script), or reaped already
+            return
+        if self.processes.get(name) is process:
+            self._sample_cpu(name, process)
 
     def _sample_forever(self):
         while not self._stop.wait(0.5):
             for name, process in list(self.processes.items()):
+                self._sample_cpu(name, process)
                 try:
                     rss = process.memory_info().rss
                 except psutil.NoSuchProcess:
                     continue
-                self.rss[name] = rss
-                self.peak_rss[name] = max(self.peak_rss.get(name, 0), rss)
+                if rss:  # an exited process not yet reaped shows none
+                    self.rss[name] = rss
+                    self.peak_rss[name] = max(self.peak_rss.get(name, 0), rss)
 
     def stop(self):
         self._stop.set()
@@ -189,11 +218,15 @@ class Stack:
             raise RuntimeError(f"{' '.join(args)} failed:\n{result.stderr[-3000:]}")
         return result.stdout
 
-    def spawn(self, *args, env=None):
-        """Starts a Python helper (load generator, clients) in the hub's environment, or `env`."""
-        return subprocess.Popen(
+    def spawn(self, *args, env=None, name=None):
+        """Starts a Python helper (load generator, clients) in the hub's environment, or `env`;
+        metered under `name` if given."""
+        process = subprocess.Popen(
             [sys.executable, *args], cwd=ROOT, env=env or self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
+        if name:
+            self.meter.watch(name, process.pid)
+        return process
 
     def stored_rows(self):
         """The id of the newest stored reading value: rows only ever get higher ids."""

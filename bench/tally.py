@@ -66,8 +66,8 @@ class SocketReader:
 
     def take(self, text, now):
         """Counts one message that arrived at `now`; returns how many snapshots it carried."""
-        frames = READINGS_FRAME.findall(text)
-        if len(frames) != text.count(FRAME_START) - text.startswith(BATCH_START):
+        frames = readings_frames(text)
+        if frames is None:
             return self._take_parsed(orjson.loads(text), now)
         if frames:
             devices, seqs = zip(*frames)
@@ -108,6 +108,13 @@ class SocketReader:
         self._count_seqs(devices, seqs)
         self.tally.count_published(published, now)
         return snapshots
+
+
+def readings_frames(text):
+    """The (device, seq) of each frame of a message made only of readings frames in the hub's
+    shape (see the module's docstring), as texts; None for any other message."""
+    frames = READINGS_FRAME.findall(text)
+    return frames if len(frames) == text.count(FRAME_START) - text.startswith(BATCH_START) else None
 
 
 def numbers(texts):
