@@ -208,8 +208,7 @@ def scenario_ceiling(stack, backlog, naive_seconds):
                                   ramp=stack.devices / 200, url=f"http://127.0.0.1:{stack.naive_port}")
         before = stack.meter.start_interval()
         result = finish(stack.spawn("-m", "bench.naive_bridge", "--url", stack.login_url("naive"), "--client-id", naive_id,
-                                    "--expect", str(backlog), "--seconds", str(naive_seconds), env=stack.naive_env,
-                                    name="naive-bridge"), 600)
+                                    "--expect", str(backlog), "--seconds", str(naive_seconds), env=stack.naive_env), 600)
         rates["naive"] = drain_rate(result)
         rates["naive"]["resources"] = resources(stack, before, max((result["last"] or 0) - (result["first"] or 0), 0.1))
         for process in listeners:

@@ -69,10 +69,9 @@ class SocketReader:
         frames = readings_frames(text)
         if frames is None:
             return self._take_parsed(orjson.loads(text), now)
-        if frames:
-            devices, seqs = zip(*frames)
-            self._count_seqs(devices, numbers(seqs))
-            self.tally.count_published(numbers(PUBLISHED.findall(text)), now)
+        devices, seqs = zip(*frames)
+        self._count_seqs(devices, numbers(seqs))
+        self.tally.count_published(numbers(PUBLISHED.findall(text)), now)
         return 0
 
     def _count_seqs(self, devices, seqs):
@@ -114,7 +113,7 @@ def readings_frames(text):
     """The (device, seq) of each frame of a message made only of readings frames in the hub's
     shape (see the module's docstring), as texts; None for any other message."""
     frames = READINGS_FRAME.findall(text)
-    return frames if len(frames) == text.count(FRAME_START) - text.startswith(BATCH_START) else None
+    return frames if frames and len(frames) == text.count(FRAME_START) - text.startswith(BATCH_START) else None
 
 
 def numbers(texts):

@@ -52,7 +52,23 @@ def test_the_naive_bridge_feeds_dashboards_listening_in_its_groups(quick_run):
 
 def test_fleet_dashboards_receive_the_fleet_and_idle_sockets_are_measured(quick_run):
     figures, _ = quick_run
-    assert figures["fanout"]["delivered"]["readings"] > 0 and figures["fanout"]["delivered"]["failed_sockets"] == 0
+    fanout = figures["fanout"]["delivered"]
+    assert fanout["readings"] > 0 and fanout["sockets"] == 5
+    # Every socket either opened or failed; refused attempts were retried, not counted failed.
+    assert fanout["opened"] + fanout["failed_sockets"] == 5 and fanout["connect_attempts_refused"] >= 0
     assert figures["page"]["rows"] == 50 and figures["page"]["frames_per_s"] > 0
-    assert figures["idle"]["sockets"] == 50 and figures["idle"]["kib_per_socket"] is not None
-    assert {"bridge", "daphne", "redis", "mosquitto"} <= set(figures["ingest"][0]["resources"])
+    idle = figures["idle"]
+    assert idle["sockets"] == 50 and idle["opened"] + idle["failed_sockets"] == 50
+    assert (idle["kib_per_socket"] is None) == (idle["opened"] == 0)
+    assert idle["open_seconds"] > 0 and idle["connects_per_s"] == round(idle["opened"] / idle["open_seconds"])
+
+
+def test_every_process_is_metered_the_hubs_and_the_loads(quick_run):
+    figures, printed = quick_run
+    ingest = figures["ingest"][0]["resources"]
+    assert {"bridge", "daphne", "redis", "mosquitto", "publisher-0", "dashboards-0"} <= set(ingest)
+    assert ingest["publisher-0"]["cpu_percent"] > 0 and ingest["publisher-0"]["peak_rss_mib"] > 0
+    assert {"dashboards-0", "publisher-0"} <= set(figures["fanout"]["resources"])
+    assert "dashboards-0" in figures["idle"]["resources"] and "dashboards-0" in figures["ceiling"]["naive"]["resources"]
+    assert "fanout: hub " in printed and "; load " in printed
+    assert "idle: " in printed and "of 50 sockets open after" in printed

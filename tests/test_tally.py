@@ -87,6 +87,14 @@ def test_other_frames_are_parsed_whole_dropped_counted_and_snapshots_reset_the_s
     assert figures["gaps"] == 0 and figures["seqs"] == {"dev-a": 11}
 
 
+def test_frames_of_another_shape_are_parsed_whole():
+    # As the naive bridge's consumer (bench/naive_asgi.py) writes them: json.dumps, no seq.
+    naive = json.dumps({"type": "readings", "device": "dev-a", "items": [{"ts": 1, "values": {"temp": 1.0, "pub": NOW - 0.01}}]})
+    assert readings_frames(naive) is None
+    figures = counted([naive, naive])
+    assert figures["readings"] == 2 and figures["gaps"] == 0 and figures["seqs"] == {}
+
+
 def test_latencies_counted_in_bulk_are_clamped_and_merge_as_json():
     histogram = Histogram()
     assert histogram.add_all([-3.0, 0.05, 0.25, 0.25, CEILING_MS * 2]) == 5
