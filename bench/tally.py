@@ -9,9 +9,9 @@ is read with regular expressions over its text, and latencies are counted in bul
 The fast path assumes the hub's frames as telemetry.events.readings_frame makes them with
 orjson (no spaces, keys in this order): `{"type":"readings","device":"<id>","seq":<n>,"items":
 [{"ts":<n>,"values":{...,"pub":<seconds>,...}}, ...]}`, alone or joined in
-`{"type":"batch","frames":[...]}` (telemetry.consumers), and values that are numbers (as
-bench.publisher sends). A message with any other frame (snapshot, dropped, status) or another
-shape (the naive bridge's) is parsed whole. tests/test_tally.py fails if the hub's frames change
+`{"type":"batch","frames":[...]}` (telemetry.consumers), where a `{"type":"dropped","devices":
+{...}}` frame may come first; and values that are numbers (as bench.publisher sends). A message
+with any other frame (snapshot, status) or another shape (the naive bridge's) is parsed whole. tests/test_tally.py fails if the hub's frames change
 shape."""
 import operator
 import re
@@ -22,6 +22,7 @@ from bench.stats import Histogram
 
 FRAME_START = '{"type":"'
 BATCH_START = '{"type":"batch","frames":['
+DROPPED_FIRST = BATCH_START + '{"type":"dropped","devices":{'
 READINGS_FRAME = re.compile(r'\{"type":"readings","device":"([^"]*)","seq":(\d+),"items":\[')
 PUBLISHED = re.compile(r'"pub":([^,}]*)')
 
@@ -66,9 +67,11 @@ class SocketReader:
 
     def take(self, text, now):
         """Counts one message that arrived at `now`; returns how many snapshots it carried."""
-        frames = readings_frames(text)
-        if frames is None:
+        read = readings_frames(text)
+        if read is None:
             return self._take_parsed(orjson.loads(text), now)
+        dropped, frames = read
+        self.tally.dropped += dropped
         devices, seqs = zip(*frames)
         self._count_seqs(devices, numbers(seqs))
         self.tally.count_published(numbers(PUBLISHED.findall(text)), now)
@@ -110,10 +113,18 @@ class SocketReader:
 
 
 def readings_frames(text):
-    """The (device, seq) of each frame of a message made only of readings frames in the hub's
-    shape (see the module's docstring), as texts; None for any other message."""
+    """For a message of readings frames in the hub's shape (see the module's docstring), the
+    frames dropped that a leading dropped frame counts, and the (device, seq) texts of each
+    readings frame; None for any other message."""
+    others, dropped = 0, 0
+    if text.startswith(BATCH_START):
+        others = 1
+        if text.startswith(DROPPED_FIRST):  # the consumer puts it first: {"dev": n, ...} has no other "}"
+            end = text.index("}}", len(DROPPED_FIRST)) + 2
+            dropped = sum(orjson.loads(text[len(BATCH_START):end])["devices"].values())
+            others = 2
     frames = READINGS_FRAME.findall(text)
-    return frames if frames and len(frames) == text.count(FRAME_START) - text.startswith(BATCH_START) else None
+    return (dropped, frames) if frames and len(frames) == text.count(FRAME_START) - others else None
 
 
 def numbers(texts):

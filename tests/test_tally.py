@@ -55,8 +55,19 @@ def test_the_hubs_readings_messages_are_read_as_text_alone_and_batched():
     frames = [readings("dev-a", 1, NOW - 0.01), readings("dev-b", 7, NOW - 0.02, NOW - 0.03)]
     batch, = hub_messages(frames)
     lone, = hub_messages(frames[:1])
-    assert readings_frames(batch) == [("dev-a", "1"), ("dev-b", "7")]
-    assert readings_frames(lone) == [("dev-a", "1")]
+    assert readings_frames(batch) == (0, [("dev-a", "1"), ("dev-b", "7")])
+    assert readings_frames(lone) == (0, [("dev-a", "1")])
+
+
+def dropped_frame(**counts):
+    """As DashboardConsumer._send_forever makes it, first in the batch it sends."""
+    return orjson.dumps({"type": "dropped", "devices": counts}).decode()
+
+
+def test_frames_dropped_before_the_readings_are_read_as_text_too():
+    batch, = hub_messages([dropped_frame(**{"dev-a": 3, "dev-b": 2}), readings("dev-a", 5, NOW - 0.01)])
+    assert readings_frames(batch) == (5, [("dev-a", "5")])
+    assert counted([batch]) == counted([batch], parse_whole=True)
 
 
 def test_reading_as_text_counts_what_parsing_whole_counts():
@@ -79,11 +90,11 @@ def test_reading_as_text_counts_what_parsing_whole_counts():
 
 def test_other_frames_are_parsed_whole_dropped_counted_and_snapshots_reset_the_seq():
     snapshot = orjson.dumps({"type": "snapshot", "device": "dev-a", "seq": 10, "latest": {"pub": {"ts": 1, "value": 2.0}}}).decode()
-    dropped = orjson.dumps({"type": "dropped", "devices": {"dev-a": 3, "dev-b": 2}}).decode()
-    messages = hub_messages([readings("dev-a", 1, NOW - 0.01), snapshot]) + hub_messages([dropped, readings("dev-a", 11, NOW - 0.01)])
+    dropped = dropped_frame(**{"dev-a": 3, "dev-b": 2})
+    messages = hub_messages([readings("dev-a", 1, NOW - 0.01), snapshot]) + hub_messages([dropped, snapshot, readings("dev-a", 11, NOW - 0.01)])
     assert all(readings_frames(text) is None for text in messages)
     figures = counted(messages)
-    assert figures["snapshots"] == 1 and figures["dropped"] == 5 and figures["readings"] == 2
+    assert figures["snapshots"] == 2 and figures["dropped"] == 5 and figures["readings"] == 2
     assert figures["gaps"] == 0 and figures["seqs"] == {"dev-a": 11}
 
 
