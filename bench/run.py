@@ -102,14 +102,15 @@ def dashboards(stack, sockets, watch, seconds, devices=1, ramp=2.0, url=None):
 
 def connections(reports):
     """The dashboards processes' sockets together: opened, failed (never opened), connect
-    attempts refused and retried, closed by the server (final reports only), and the seconds
-    until the last socket opened."""
+    attempts refused and retried, closed by the server and errors (final reports only), and
+    the seconds until the last socket opened."""
     reports = list(reports)
     total = {key: sum(report.get(key, 0) for report in reports)
              for key in ("sockets", "opened", "failed_sockets", "connect_attempts_refused", "closed_sockets")}
     seconds = [report["open_seconds"] for report in reports if report["open_seconds"] is not None]
     total["open_seconds"] = max(seconds) if seconds else None
     total["connects_per_s"] = round(total["opened"] / total["open_seconds"]) if total["open_seconds"] else None
+    total["errors"] = sorted({error for report in reports for error in report.get("errors", [])})
     return total
 
 
@@ -132,7 +133,6 @@ def merged(results):
     for key in ("readings", "frames", "dropped", "gaps"):
         total[key] = sum(result[key] for result in results)
     total["busiest_frames_per_second"] = max(result["busiest_frames_per_second"] for result in results)
-    total["errors"] = sorted({error for result in results for error in result["errors"]})
     latency = Histogram()
     for result in results:
         latency.merge(Histogram(result["latency_bins"]))
@@ -215,7 +215,7 @@ def scenario_ceiling(stack, backlog, naive_seconds):
             process.terminate()
         delivered = merged(finish(process, 60) for process in listeners)[0]
         rates["naive"]["delivered"] = delivered["readings"]
-        rates["naive"]["dashboards"] = {key: value for key, value in delivered.items() if key not in ("errors", "readings")}
+        rates["naive"]["dashboards"] = {key: value for key, value in delivered.items() if key != "readings"}
     finally:
         stack.stop_naive()
     log("ceiling: our bridge drains the backlog, storing every reading")
@@ -353,6 +353,8 @@ def report(results):
     if "idle" in results:
         idle = results["idle"]
         per_socket = f"{idle['kib_per_socket']} KiB each" if idle["kib_per_socket"] is not None else "no socket open to measure"
+        if idle["kib_per_socket"] is not None and idle["connect_attempts_refused"]:
+            per_socket += " (daphne's growth counts the refused attempts too)"
         print(f"idle: {describe_connections(idle)}, {per_socket}, daphne at {idle['daphne_idle_cpu_percent']}% CPU")
     print("\nCPU (% of one core) and peak memory, the hub's processes against the load's:")
     for label, used in measured(results):
