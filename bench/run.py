@@ -298,6 +298,7 @@ def scenario_idle(stack, sockets, seconds=10):
 
 def scenario_soak(stack, minutes, rate=5_000):
     log(f"soak: {rate:,} readings/s for {minutes} min")
+    stack.meter.start_interval()  # forgets the processes of earlier scenarios
     processes = publishers(stack, rate, minutes * 60, stack.devices)
     time.sleep(min(120, minutes * 60 / 5))
     early = dict(stack.meter.rss)

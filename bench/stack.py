@@ -46,12 +46,18 @@ class ResourceMeter:
 
     def forget(self, name):
         self.processes.pop(name, None)
+        for figures in (self.cpu, self.rss, self.peak_rss):
+            figures.pop(name, None)
 
     def start_interval(self):
         """Forgets the processes that have exited, restarts the peaks, and returns the CPU
         seconds so far (see cpu_seconds) to measure an interval from."""
         for name, process in list(self.processes.items()):
-            if not process.is_running() or process.status() == psutil.STATUS_ZOMBIE:
+            try:
+                exited = process.status() == psutil.STATUS_ZOMBIE
+            except psutil.NoSuchProcess:
+                exited = True
+            if exited:
                 self.forget(name)
         self.reset_peaks()
         return self.cpu_seconds()
