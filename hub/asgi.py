@@ -9,9 +9,11 @@ django_application = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up)
 from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
 
 from bridge.consumers import CommandRelayConsumer  # noqa: E402
 from hub.origins import SameOriginValidator  # noqa: E402
+from telemetry.admission import ConnectAdmission  # noqa: E402
 from telemetry.backpressure import WriteGateMiddleware  # noqa: E402
 from telemetry.events import BRIDGE_COMMANDS_CHANNEL  # noqa: E402
 from telemetry.routing import websocket_urlpatterns  # noqa: E402
@@ -19,7 +21,10 @@ from telemetry.routing import websocket_urlpatterns  # noqa: E402
 application = ProtocolTypeRouter(
     {
         "http": django_application,
-        "websocket": WriteGateMiddleware(SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))),
+        "websocket": ConnectAdmission(
+            WriteGateMiddleware(SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))),
+            settings.WS_MAX_CONNECTING,
+        ),
         "channel": ChannelNameRouter({BRIDGE_COMMANDS_CHANNEL: CommandRelayConsumer.as_asgi()}),
     }
 )

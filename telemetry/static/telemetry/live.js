@@ -1,7 +1,7 @@
 // What the dashboard pages share: the live socket, the API, and how values and times read.
 
 const RECONNECT_MIN_MS = 500;
-const RECONNECT_MAX_MS = 10000;
+const RECONNECT_MAX_MS = 30000;
 
 // A dashboard websocket that reconnects with jittered backoff. `onOpen` runs on every
 // (re)connection, so a page subscribes there; `onFrame` gets each parsed server frame.
