@@ -73,8 +73,9 @@ def wait_open(process):
 
 
 def publishers(stack, rate, seconds, devices):
-    """Load generators, one per 4,000 readings/s, each with its share of the devices."""
-    count = max(1, min(MAX_GENERATORS, round(rate / 4000)))
+    """Load generators, one per 10,000 readings/s (each takes about a seventh of a core at that
+    rate), each with its share of the devices."""
+    count = max(1, min(MAX_GENERATORS, round(rate / 10_000)))
     share = devices // count
     return [
         stack.spawn("-m", "bench.publisher", "--url", stack.login_url(f"load-{i}"), "--first", str(i * share),
