@@ -298,17 +298,31 @@ def scenario_idle(stack, sockets, seconds=10):
 
 
 def scenario_soak(stack, minutes, rate=5_000):
+    """Memory of every process at minute 2 (or a fifth of the way) and at the end, and how far
+    the bridge is behind at both: memory that grows with a backlog is a queue, not a leak."""
     log(f"soak: {rate:,} readings/s for {minutes} min")
     stack.meter.start_interval()  # forgets the processes of earlier scenarios
+    watch = StorageWatch(stack)
+    started = time.time()
     processes = publishers(stack, rate, minutes * 60, stack.devices)
     time.sleep(min(120, minutes * 60 / 5))
-    early = dict(stack.meter.rss)
-    for process in processes:
-        finish(process, minutes * 60 + 120)
-    late = dict(stack.meter.rss)
-    return {name: {"rss_mib_early": round(early[name] / 2 ** 20, 1), "rss_mib_end": round(late[name] / 2 ** 20, 1),
-                   "growth_percent": round(100 * (late[name] - early[name]) / early[name], 1)}
-            for name in early if name in late}
+    early, behind_early = dict(stack.meter.rss), behind(stack, watch, rate, started)
+    published = sum(finish(process, minutes * 60 + 120)["published"] for process in processes)
+    late, behind_end = dict(stack.meter.rss), behind(stack, watch, rate, started, published)
+    stored = watch.wait_for(published * VALUES_PER_READING) // VALUES_PER_READING
+    memory = {name: {"rss_mib_early": round(early[name] / 2 ** 20, 1), "rss_mib_end": round(late[name] / 2 ** 20, 1),
+                     "growth_percent": round(100 * (late[name] - early[name]) / early[name], 1)}
+              for name in early if name in late}
+    log(f"soak: readings published but not yet stored: about {behind_early:,} at minute "
+        f"{min(120, minutes * 60 / 5) / 60:g}, {behind_end:,} at the end")
+    return {"memory": memory, "published": published, "stored": stored, "lost": published - stored,
+            "behind_early": behind_early, "behind_end": behind_end}
+
+
+def behind(stack, watch, rate, started, published=None):
+    """Readings published and not yet stored: `published`, or what the rate offered by now."""
+    offered = published if published is not None else int(rate * (time.time() - started))
+    return max(0, offered - (stack.stored_rows() - watch.start_rows) // VALUES_PER_READING)
 
 
 def machine():
@@ -362,7 +376,10 @@ def report(results):
     for label, used in measured(results):
         print(f"{label}: {describe_resources(used)}")
     if "soak" in results:
-        print("soak: " + ", ".join(f"{name} {v['rss_mib_early']}→{v['rss_mib_end']} MiB ({v['growth_percent']}%)" for name, v in results["soak"].items()))
+        soak = results["soak"]
+        print("soak: " + ", ".join(f"{name} {v['rss_mib_early']}→{v['rss_mib_end']} MiB ({v['growth_percent']}%)" for name, v in soak["memory"].items()))
+        print(f"soak: {soak['stored']:,} of {soak['published']:,} readings stored, {soak['lost']:,} lost; "
+              f"behind by about {soak['behind_early']:,} early and {soak['behind_end']:,} at the end")
 
 
 def measured(results):
