@@ -21,9 +21,12 @@ from telemetry.routing import websocket_urlpatterns  # noqa: E402
 application = ProtocolTypeRouter(
     {
         "http": django_application,
-        "websocket": ConnectAdmission(
-            WriteGateMiddleware(SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))),
-            settings.WS_MAX_CONNECTING,
+        # The write gate first: it finds daphne's connection through daphne's own `send`.
+        "websocket": WriteGateMiddleware(
+            ConnectAdmission(
+                SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+                settings.WS_MAX_CONNECTING,
+            )
         ),
         "channel": ChannelNameRouter({BRIDGE_COMMANDS_CHANNEL: CommandRelayConsumer.as_asgi()}),
     }
