@@ -30,6 +30,7 @@ class SnapshotReader:
     def __init__(self):
         self._lock = asyncio.Lock()
         self._next = None  # (device ids, future) of the query that has not started yet
+        self._queries = set()  # tasks of the queries under way: the loop keeps only weak references
 
     async def read(self, device_ids):
         """[(device id, seq, encoded snapshot frame)] of those of `device_ids` that exist."""
@@ -37,7 +38,9 @@ class SnapshotReader:
             self._next = (set(), asyncio.get_running_loop().create_future())
             # Retrieved here, so a failure that every asker gave up on is not logged as unseen.
             self._next[1].add_done_callback(lambda done: done.cancelled() or done.exception())
-            asyncio.ensure_future(self._query(self._next))
+            query = asyncio.ensure_future(self._query(self._next))
+            self._queries.add(query)
+            query.add_done_callback(self._queries.discard)
         wanted, result = self._next
         wanted.update(device_ids)
         snapshots = await asyncio.shield(result)
