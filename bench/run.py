@@ -305,7 +305,8 @@ def scenario_soak(stack, minutes, rate=5_000):
     watch = StorageWatch(stack)
     started = time.time()
     processes = publishers(stack, rate, minutes * 60, stack.devices)
-    time.sleep(min(120, minutes * 60 / 5))
+    early_at = min(120, minutes * 60 / 5)  # seconds
+    time.sleep(early_at)
     early, behind_early = dict(stack.meter.rss), behind(stack, watch, rate, started)
     published = sum(finish(process, minutes * 60 + 120)["published"] for process in processes)
     late, behind_end = dict(stack.meter.rss), behind(stack, watch, rate, started, published)
@@ -314,7 +315,7 @@ def scenario_soak(stack, minutes, rate=5_000):
                      "growth_percent": round(100 * (late[name] - early[name]) / early[name], 1)}
               for name in early if name in late}
     log(f"soak: readings published but not yet stored: about {behind_early:,} at minute "
-        f"{min(120, minutes * 60 / 5) / 60:g}, {behind_end:,} at the end")
+        f"{early_at / 60:g}, {behind_end:,} at the end")
     return {"memory": memory, "published": published, "stored": stored, "lost": published - stored,
             "behind_early": behind_early, "behind_end": behind_end}
 
