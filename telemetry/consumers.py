@@ -1,5 +1,6 @@
 """Websockets for dashboards: live readings, status and commands (docs/protocol.md)."""
 import asyncio
+import time
 
 import orjson
 from channels.db import database_sync_to_async
@@ -21,6 +22,9 @@ FINISHED_STATUSES = {"succeeded", "failed", "expired"}
 SNAPSHOTS_PER_MESSAGE = 500
 FORBIDDEN = 4403
 BATCH_OVERHEAD = len('{"type":"batch","frames":[]}')
+# How long after its snapshot a socket skips a device's frames that the snapshot holds already.
+# Such a frame was stored before the snapshot was read and reaches the relay within moments.
+SNAPSHOT_OVERLAP_SECONDS = 10.0
 
 
 class DashboardConsumer(AsyncWebsocketConsumer):
@@ -49,8 +53,10 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         if self.user is None or not self.user.is_authenticated:
             await self.close(code=UNAUTHENTICATED)
             return
-        self.watched = {}  # device id -> seq of the last readings frame forwarded
+        self.watched = set()
         self.awaiting_snapshot = {}  # device id -> live frames that came while its snapshot was read
+        self.snapshot_seqs = {}  # device id -> seq of its snapshot, for SNAPSHOT_OVERLAP_SECONDS
+        self.snapshot_overlap_ends = 0.0
         self.followed = {}  # device id -> ids of this socket's commands to a device it does not watch
         self.outbox = Outbox(settings.WS_MAX_PENDING_FRAMES)
         self.sender = asyncio.create_task(self._send_forever())
@@ -92,7 +98,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         snapshots, then the frames that came meanwhile and are newer than the snapshot."""
         new = [device_id for device_id in device_ids if device_id not in self.watched]
         for device_id in new:
-            self.watched[device_id] = -1
+            self.watched.add(device_id)
             self.awaiting_snapshot[device_id] = []
             self.followed.pop(device_id, None)  # watching it brings its commands' frames anyway
         await relay_for(self.channel_layer).watch(self, new)
@@ -120,22 +126,37 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             await self.send_frames(texts[start:start + SNAPSHOTS_PER_MESSAGE])
         for device_id, seq, _ in snapshots:
             if device_id in self.watched:
-                self.watched[device_id] = max(self.watched[device_id], seq)
+                self.snapshot_seqs[device_id] = seq
+        self.snapshot_overlap_ends = time.monotonic() + SNAPSHOT_OVERLAP_SECONDS
         for device_id in device_ids:
             for text, seq in self.awaiting_snapshot.pop(device_id, ()):
                 self.live_frame(device_id, text, seq)
 
     async def unwatch(self, device_ids):
-        gone = [device_id for device_id in device_ids if self.watched.pop(device_id, None) is not None]
+        gone = [device_id for device_id in device_ids if device_id in self.watched]
         for device_id in gone:
+            self.watched.discard(device_id)
             self.awaiting_snapshot.pop(device_id, None)
+            self.snapshot_seqs.pop(device_id, None)
         # A device whose command this socket follows stays with the relay until the command ends.
         relay_for(self.channel_layer).unwatch(self, [device_id for device_id in gone if device_id not in self.followed])
 
+    def live_readings(self, frames):
+        """Readings frames from the relay, (device id, seq, text) in rising seq order per device,
+        for devices this socket watches or follows. Unless a snapshot is being read or was
+        read moments ago, or the socket follows a command, they are queued as they are."""
+        if self.snapshot_seqs and time.monotonic() > self.snapshot_overlap_ends:
+            self.snapshot_seqs.clear()
+        if self.awaiting_snapshot or self.snapshot_seqs or self.followed:
+            for device_id, seq, text in frames:
+                self.live_frame(device_id, text, seq)
+        else:
+            self.outbox.extend(frames)
+
     def live_frame(self, device_id, text, seq=None):
-        """A live frame from the relay. Readings frames carry their seq: one no newer than what
-        the socket has is skipped. For a device the socket does not watch, only the frames of
-        the commands it gave come through."""
+        """One live frame from the relay. A readings frame (with its seq) that the device's
+        snapshot holds already is skipped. For a device the socket does not watch, only the
+        frames of the commands it gave come through."""
         if device_id not in self.watched:
             self._command_progress(device_id, text)
             return
@@ -143,10 +164,10 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         if waiting is not None:
             waiting.append((text, seq))
             return
-        if seq is not None:
-            if seq <= self.watched[device_id]:
+        if seq is not None and device_id in self.snapshot_seqs:
+            if seq <= self.snapshot_seqs[device_id]:
                 return
-            self.watched[device_id] = seq
+            del self.snapshot_seqs[device_id]  # the relay's frames only rise from here
         self.outbox.put(device_id, text)
 
     def _command_progress(self, device_id, text):

@@ -11,7 +11,10 @@ class Outbox:
 
     When a dashboard falls behind, the oldest frames give way and are counted per device,
     so the client can be told what it missed instead of the server's memory growing. A frame
-    too large for one websocket message is counted the same way and never queued.
+    too large for one websocket message is counted the same way and never sent.
+
+    Frames are kept as the relay hands them over, (device id, seq, text) with seq None for
+    frames other than readings, so a busy fleet socket's share of a flush is queued in one step.
     """
 
     def __init__(self, limit, max_frame_chars=MAX_MESSAGE_CHARS):
@@ -22,19 +25,21 @@ class Outbox:
         self._dropped = Counter()
 
     def put(self, device_id, text):
-        if len(text) > self.max_frame_chars:
-            self._dropped[device_id] += 1
-            self.ready.set()
-            return
-        if len(self._frames) >= self.limit:
-            dropped_device, _ = self._frames.popleft()
-            self._dropped[dropped_device] += 1
-        self._frames.append((device_id, text))
+        self.extend([(device_id, None, text)])
+
+    def extend(self, frames):
+        """Queues (device id, seq, text) frames, oldest first."""
+        self._frames.extend(frames)
+        for _ in range(len(self._frames) - self.limit):
+            self._dropped[self._frames.popleft()[0]] += 1
         self.ready.set()
 
     def take(self):
         """The waiting frames' texts, and {device id: frames dropped} since the last take."""
-        texts = [text for _, text in self._frames]
+        limit = self.max_frame_chars
+        texts = [frame[2] for frame in self._frames if len(frame[2]) <= limit]
+        if len(texts) < len(self._frames):
+            self._dropped.update(frame[0] for frame in self._frames if len(frame[2]) > limit)
         dropped = dict(self._dropped)
         self._frames.clear()
         self._dropped.clear()

@@ -1,10 +1,12 @@
 """One subscription to the live stream per web process, fanned out to its sockets in-process.
 
 Each live event crosses the channel layer once per process, into the relay's channel; the
-relay hands each frame to the sockets watching its device by a plain method call. Delivering
-events to every socket through the layer instead costs a message decode and a consumer
-dispatch per socket per event: with 200 fleet dashboards that capped a web process near
-14,000 readings/s delivered (docs/performance.md).
+relay hands each socket its share of the event by a plain method call. Delivering events to
+every socket through the layer instead costs a message decode and a consumer dispatch per
+socket per event: with 200 fleet dashboards that capped a web process near 14,000 readings/s
+delivered (docs/performance.md). A flush's readings go to each socket as one list, not frame
+by frame, and their seqs are checked here once for the process: per socket and frame, the
+hand-off is a list append.
 
 The channel layer loses what is sent while Redis is away, and says nothing about it. So the
 relay probes its own path through the layer every second: a probe sent to the live group must
@@ -46,6 +48,7 @@ class LiveRelay:
     def __init__(self, channel_layer):
         self.channel_layer = channel_layer
         self.watchers = defaultdict(set)  # device id -> consumers watching it
+        self.seqs = {}  # watched device id -> seq of the last readings frame relayed
         # The sockets' snapshots, read together: they must line up with the frames relayed.
         self.snapshots = SnapshotReader()
         self.id = uuid.uuid4().hex
@@ -74,6 +77,7 @@ class LiveRelay:
                 consumers.discard(consumer)
                 if not consumers:
                     del self.watchers[device_id]
+                    self.seqs.pop(device_id, None)
 
     def dispatch(self, message):
         watchers = self.watchers
@@ -81,13 +85,29 @@ class LiveRelay:
             if message["relay"] == self.id and message["number"] == self._probe_sent:
                 self._probe_back.set()
         elif message["type"] == "live.readings":
-            for device_id, seq, text in message["frames"]:
-                for consumer in watchers.get(device_id, ()):
-                    consumer.live_frame(device_id, text, seq)
+            self._hand_out(message["frames"])
         else:
             device_id = message["device"]
             for consumer in watchers.get(device_id, ()):
                 consumer.live_frame(device_id, message["frame"])
+
+    def _hand_out(self, frames):
+        """Gives each socket, in one call, the readings frames of its devices. A frame no newer
+        than one relayed before for its device (two bridges publish in their own order) is
+        skipped, so every socket gets each device's frames in rising seq order."""
+        watchers = self.watchers
+        seqs = self.seqs
+        shares = defaultdict(list)
+        for frame in frames:
+            device_id, seq, _ = frame
+            consumers = watchers.get(device_id)
+            if not consumers or seq <= seqs.get(device_id, 0):
+                continue
+            seqs[device_id] = seq
+            for consumer in consumers:
+                shares[consumer].append(frame)
+        for consumer, share in shares.items():
+            consumer.live_readings(share)
 
     async def _relay_forever(self, channel):
         while True:

@@ -43,6 +43,14 @@ def people(make_user, make_device, settings):
     return {"owner": owner, "member": member, "stranger": stranger, "staff": staff}
 
 
+@pytest.fixture(params=["within-the-snapshot-overlap", "after-it"])
+def either_path(request, monkeypatch):
+    """Runs a test on both of a socket's ways of taking readings from the relay: one frame at a
+    time while it may still skip frames its snapshot holds, queued as they come once that ends."""
+    if request.param == "after-it":
+        monkeypatch.setattr(consumers, "SNAPSHOT_OVERLAP_SECONDS", 0)
+
+
 async def connect(path, user):
     communicator = WebsocketCommunicator(application, path)
     communicator.scope["user"] = user
@@ -173,7 +181,7 @@ async def test_a_socket_that_is_not_busy_sends_each_frame_at_once(people, monkey
     await communicator.disconnect()
 
 
-async def test_a_busy_socket_batches_what_comes_while_it_waits_its_turn(people, monkeypatch):
+async def test_a_busy_socket_batches_what_comes_while_it_waits_its_turn(people, monkeypatch, either_path):
     monkeypatch.setattr(consumers.DashboardConsumer, "send_rate", 0.5)
     communicator = await connect("/ws/devices/d1/", people["owner"])
     await communicator.receive_json_from(timeout=2)
@@ -187,7 +195,7 @@ async def test_a_busy_socket_batches_what_comes_while_it_waits_its_turn(people, 
     await communicator.disconnect()
 
 
-async def test_frames_no_newer_than_what_the_socket_has_are_skipped(people):
+async def test_frames_no_newer_than_what_the_socket_has_are_skipped(people, either_path):
     communicator = await connect("/ws/devices/d1/", people["owner"])
     await communicator.receive_json_from(timeout=2)
     await publish_readings("d1", 2, {"temp": 2})
@@ -336,7 +344,7 @@ async def test_star_subscribes_to_every_device_the_user_may_see(people, who, exp
     await communicator.disconnect()
 
 
-async def test_star_live_frames_cover_every_device_the_user_may_see(people):
+async def test_star_live_frames_cover_every_device_the_user_may_see(people, either_path):
     communicator = await connect("/ws/fleet/", people["member"])
     await communicator.send_json_to({"action": "subscribe", "devices": "*"})
     await frames(communicator)
@@ -348,7 +356,7 @@ async def test_star_live_frames_cover_every_device_the_user_may_see(people):
     await communicator.disconnect()
 
 
-async def test_unsubscribed_devices_stop_arriving(people):
+async def test_unsubscribed_devices_stop_arriving(people, either_path):
     communicator = await connect("/ws/fleet/", people["owner"])
     await communicator.send_json_to({"action": "subscribe", "devices": ["d1", "d2"]})
     assert len(await frames(communicator)) == 2
@@ -492,7 +500,7 @@ async def test_the_sender_not_watching_the_device_sees_its_command_change_status
 # Slow sockets.
 
 
-async def test_a_slow_socket_holds_a_bounded_number_of_frames_and_is_told_what_it_lost(people, settings):
+async def test_a_slow_socket_holds_a_bounded_number_of_frames_and_is_told_what_it_lost(people, settings, either_path):
     settings.WS_MAX_PENDING_FRAMES = 3
     communicator = await connect("/ws/fleet/", people["owner"])
     await communicator.send_json_to({"action": "subscribe", "devices": ["d1"]})
@@ -505,7 +513,7 @@ async def test_a_slow_socket_holds_a_bounded_number_of_frames_and_is_told_what_i
     await communicator.disconnect()
 
 
-async def test_frames_that_would_make_one_message_too_large_for_daphne_go_out_in_several(people):
+async def test_frames_that_would_make_one_message_too_large_for_daphne_go_out_in_several(people, either_path):
     communicator = await connect("/ws/fleet/", people["owner"])
     await communicator.send_json_to({"action": "subscribe", "devices": ["d1"]})
     await communicator.receive_json_from(timeout=2)
