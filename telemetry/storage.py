@@ -32,6 +32,11 @@ def store_samples(samples_by_device, received_at):
 # Plain SQL rather than bulk_create: building a model instance per value cost the bridge
 # more than the database did (bench/, docs/performance.md).
 COLUMNS = ("device_id", "key", "ts", "kind", "num", "text")
+# On PostgreSQL the rows go as one array per column, unnested by the server: one statement per
+# flush instead of one per row (python -m bench.store_cost: about 2,000 readings/s stored from
+# one connection with a statement per row, 4,400-6,600 with arrays). SQLite runs a prepared
+# statement per row in-process, which is as fast as its arrays would be.
+POSTGRES_TYPES = ("text", "text", "bigint", "text", "double precision", "text")
 
 
 def _advance_devices(ids, received_at):
@@ -53,27 +58,34 @@ def _advance_devices(ids, received_at):
 
 def _insert_readings(rows):
     """Inserts readings, skipping those stored already (same device, key and ts)."""
-    table, columns, placeholders = _insert_parts(Reading)
-    sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) ON CONFLICT DO NOTHING"
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
+    table, columns = _insert_parts(Reading)
+    _insert_rows(f"INSERT INTO {table} ({columns}) {{rows}} ON CONFLICT DO NOTHING", rows)
 
 
 def _upsert_latest(rows):
     """Sets each (device, key)'s latest value unless a newer one is stored already."""
-    if not rows:
-        return
-    table, columns, placeholders = _insert_parts(LatestValue)
+    table, columns = _insert_parts(LatestValue)
     device, key, ts, kind, num, text = (connection.ops.quote_name(name) for name in COLUMNS)
     sql = (
-        f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) "
+        f"INSERT INTO {table} ({columns}) {{rows}} "
         f"ON CONFLICT ({device}, {key}) DO UPDATE SET {ts} = excluded.{ts}, {kind} = excluded.{kind}, "
         f"{num} = excluded.{num}, {text} = excluded.{text} WHERE excluded.{ts} > {table}.{ts}"
     )
+    _insert_rows(sql, list(rows))
+
+
+def _insert_rows(sql, rows):
+    """Runs an INSERT whose `{rows}` stands for the rows of COLUMNS to insert."""
+    if not rows:
+        return
     with connection.cursor() as cursor:
-        cursor.executemany(sql, list(rows))
+        if connection.vendor == "postgresql":
+            arrays = ", ".join(f"%s::{kind}[]" for kind in POSTGRES_TYPES)
+            cursor.execute(sql.format(rows=f"SELECT * FROM unnest({arrays})"), [list(column) for column in zip(*rows)])
+        else:
+            cursor.executemany(sql.format(rows=f"VALUES ({', '.join(['%s'] * len(COLUMNS))})"), rows)
 
 
 def _insert_parts(model):
     quote = connection.ops.quote_name
-    return quote(model._meta.db_table), ", ".join(map(quote, COLUMNS)), ", ".join(["%s"] * len(COLUMNS))
+    return quote(model._meta.db_table), ", ".join(map(quote, COLUMNS))

@@ -11,11 +11,13 @@ PASSWORD = "s3cret-pass!"
 
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(tmp_path_factory):
-    """The test database is a file, so the hub's own processes (bridge, daphne) can share it."""
+    """On SQLite the test database is a file, so the hub's own processes (bridge, daphne) can
+    share it. (On PostgreSQL, tests/test_storage_postgres.py, it is Django's test_<name>.)"""
     from django.conf import settings
 
-    path = tmp_path_factory.mktemp("db") / "telehub-test.sqlite3"
-    settings.DATABASES["default"]["TEST"]["NAME"] = str(path)
+    if settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+        path = tmp_path_factory.mktemp("db") / "telehub-test.sqlite3"
+        settings.DATABASES["default"]["TEST"]["NAME"] = str(path)
 
 
 @pytest.fixture(autouse=True)

@@ -1,13 +1,16 @@
-"""Throwaway Redis and Mosquitto servers for the tests, on free ports, in a temporary directory.
+"""Throwaway Redis, Mosquitto and PostgreSQL servers for the tests, on free ports, in a
+temporary directory.
 
 Mosquitto runs as in production, with the project's own mosquitto/mosquitto.conf under
 mosquitto/run-broker.sh, changing only what a throwaway broker must: its ports and the places of
 its data, logins and certificates (made by mosquitto/make-certs.sh)."""
+import glob
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -46,6 +49,7 @@ class ServerProcess:
     """A server started on a free port; restartable on the same port, with the same data."""
 
     program = None
+    user = None  # the user the server runs as: None for ours
 
     def __init__(self, tmpdir):
         self.tmpdir = Path(tmpdir)
@@ -60,7 +64,7 @@ class ServerProcess:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 self.command(), cwd=self.tmpdir, env=self.environment(), stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
+                start_new_session=True, user=self.user,
             )
         try:
             wait_for_port("127.0.0.1", self.port, timeout=10)
@@ -165,3 +169,52 @@ class MosquittoServer(ServerProcess):
             # As root Mosquitto switches to the "mosquitto" user, who cannot write our directory.
             lines.append("user root")
         return "\n".join(lines) + "\n"
+
+
+class PostgresServer(ServerProcess):
+    """A PostgreSQL cluster of its own (Debian's packages keep initdb and postgres off the PATH),
+    with one superuser, telehub, trusted on 127.0.0.1. PostgreSQL refuses to run as root, so
+    under root it runs as the postgres user, in a directory of its own under /tmp.
+    fsync is off: a throwaway cluster need not survive a power cut."""
+
+    program = "postgres"
+
+    def __init__(self, tmpdir):
+        super().__init__(tmpdir)
+        if os.geteuid() == 0:
+            self.user = "postgres"
+            self.tmpdir = Path(tempfile.mkdtemp(prefix="telehub-postgres-"))
+            shutil.chown(self.tmpdir, self.user)
+        self.data_dir = self.tmpdir / "data"
+
+    @property
+    def url(self):
+        return f"postgres://telehub@127.0.0.1:{self.port}/telehub"
+
+    @staticmethod
+    def program_path(name):
+        found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=lambda path: int(path.split("/")[4]))
+        if not found:
+            raise RuntimeError(f"{name} is not installed: scripts/test installs postgresql with apt-get")
+        return found[-1]
+
+    def command(self):
+        if not self.data_dir.exists():
+            subprocess.run(
+                [self.program_path("initdb"), "-D", str(self.data_dir), "-U", "telehub", "-A", "trust", "--no-sync"],
+                check=True, capture_output=True, cwd=self.tmpdir, user=self.user,
+            )
+        return [
+            self.program_path(self.program), "-D", str(self.data_dir), "-p", str(self.port),
+            "-c", "listen_addresses=127.0.0.1", "-k", str(self.tmpdir), "-c", "fsync=off",
+        ]
+
+    def stop(self):
+        """A fast shutdown (SIGINT): connections are closed, not waited for."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            self.process.wait(30)
+
+    def remove(self):
+        self.stop()
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
