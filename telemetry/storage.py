@@ -33,9 +33,9 @@ def store_samples(samples_by_device, received_at):
 # more than the database did (bench/, docs/performance.md).
 COLUMNS = ("device_id", "key", "ts", "kind", "num", "text")
 # On PostgreSQL the rows go as one array per column, unnested by the server: one statement per
-# flush instead of one per row (python -m bench.store_cost: about 2,000 readings/s stored from
-# one connection with a statement per row, 4,400-6,600 with arrays). SQLite runs a prepared
-# statement per row in-process, which is as fast as its arrays would be.
+# flush instead of one per row (python -m bench.store_cost: 1,000-1,900 readings/s stored from
+# one connection with a statement per row, 2,700-5,600 with arrays). SQLite runs its prepared
+# statement per row in-process, faster there than one statement of many VALUES rows.
 POSTGRES_TYPES = ("text", "text", "bigint", "text", "double precision", "text")
 
 

@@ -114,7 +114,7 @@ def test_what_take_returns_is_not_changed_by_later_puts():
     assert (texts, dropped) == ([readings("d1", 2)], {"d1": 1})
 
 
-def test_a_frame_too_large_for_one_websocket_message_is_counted_as_dropped_and_not_queued():
+def test_a_frame_too_large_for_one_websocket_message_is_counted_as_dropped_and_never_sent():
     outbox = Outbox(limit=3, max_frame_chars=100)
     outbox.put("d1", readings("d1", 1))
     outbox.put("d1", '{"type": "readings", "items": "' + "x" * 100 + '"}')
