@@ -3,6 +3,7 @@
     python -m bench.run            # the whole suite, a few minutes
     python -m bench.run --quick    # seconds, small counts: what CI runs so the suite cannot rot
     python -m bench.run --soak 10  # also a 10-minute soak at 5,000 readings/s
+    python -m bench.run --database postgres   # on a throwaway PostgreSQL cluster instead of SQLite
 
 It prints a table and writes the figures as JSON (--out). Scenarios:
 - ceiling: one backlog of readings queued at the broker, drained in turn by a bare paho
@@ -413,13 +414,15 @@ def main():
     parser.add_argument("--only", default="ceiling,ingest,fanout,page,idle", help="comma-separated scenarios")
     parser.add_argument("--soak", type=float, default=0, help="also soak for this many minutes")
     parser.add_argument("--layer", choices=["pubsub", "core"], default="pubsub", help="channels-redis layer")
+    parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite",
+                        help="the hub's database: SQLite, or a throwaway PostgreSQL cluster (Debian's postgresql)")
     parser.add_argument("--batch-window-ms", type=int, default=None, help="the bridge's HUB_BATCH_WINDOW_MS")
     parser.add_argument("--out", default="var/bench/results.json")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
     scenarios = set(args.only.split(","))
     command = "python -m bench.run " + shlex.join(sys.argv[1:])
-    results = {"command": command, "machine": machine(), "layer": args.layer, "quick": args.quick}
+    results = {"command": command, "machine": machine(), "layer": args.layer, "database": args.database, "quick": args.quick}
     log(f"{command} on {results['machine']['cpu']}, {results['machine']['cores']} cores")
     runs = {
         "ceiling": lambda stack: scenario_ceiling(stack, sizes["backlog"], sizes["naive_seconds"]),
@@ -436,7 +439,7 @@ def main():
     failed = []
     with tempfile.TemporaryDirectory(prefix="telehub-bench-") as workdir:
         stack = Stack(workdir, devices=sizes["fleet_devices"], channel_layer=args.layer,
-                      batch_window_ms=args.batch_window_ms, log=log)
+                      batch_window_ms=args.batch_window_ms, database=args.database, log=log)
         try:
             stack.start()
             for name, run in runs.items():

@@ -1,6 +1,6 @@
 """The stack a benchmark runs against: throwaway Redis and Mosquitto, the hub's bridge and daphne
-as separate processes, an SQLite database in a temporary directory; and the CPU and memory
-of every process, sampled while it runs."""
+as separate processes, an SQLite database in a temporary directory or a throwaway PostgreSQL
+cluster; and the CPU and memory of every process, sampled while it runs."""
 import json
 import os
 import sqlite3
@@ -12,9 +12,10 @@ import uuid
 from pathlib import Path
 
 import psutil
+import psycopg
 
 from tests.live import HubProcess, unique_id
-from tests.servers import MosquittoServer, RedisServer, free_port, wait_for_port
+from tests.servers import MosquittoServer, PostgresServer, RedisServer, free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,6 +31,7 @@ class ResourceMeter:
 
     def __init__(self):
         self.processes = {}  # name -> psutil.Process
+        self.trees = set()  # names metered with all their child processes
         self.cpu = {}  # name -> CPU seconds at the latest sample
         self.peak_rss = {}
         self.rss = {}
@@ -37,9 +39,13 @@ class ResourceMeter:
         self._thread = threading.Thread(target=self._sample_forever, daemon=True)
         self._thread.start()
 
-    def watch(self, name, pid):
+    def watch(self, name, pid, tree=False):
+        """Meters a process; with tree, its child processes too, those gone included (a
+        database server's connections: their memory is summed, so shared pages count twice)."""
         process = psutil.Process(pid)
         self.processes[name] = process
+        if tree:
+            self.trees.add(name)
         self.cpu[name] = 0.0
         self.peak_rss[name] = 0
         threading.Thread(target=self._sample_at_exit, args=(name, process), daemon=True).start()
@@ -77,7 +83,32 @@ class ResourceMeter:
             cpu = process.cpu_times()
         except psutil.NoSuchProcess:
             return
-        self.cpu[name] = cpu.user + cpu.system
+        seconds = cpu.user + cpu.system
+        if name in self.trees:
+            seconds += cpu.children_user + cpu.children_system
+            for child in self._children(process):
+                try:
+                    seconds += sum(child.cpu_times()[:2])
+                except psutil.NoSuchProcess:
+                    continue
+        self.cpu[name] = seconds
+
+    def _rss(self, name, process):
+        rss = process.memory_info().rss
+        if name in self.trees:
+            for child in self._children(process):
+                try:
+                    rss += child.memory_info().rss
+                except psutil.NoSuchProcess:
+                    continue
+        return rss
+
+    @staticmethod
+    def _children(process):
+        try:
+            return process.children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
 
     def _sample_at_exit(self, name, process):
         try:
@@ -92,7 +123,7 @@ class ResourceMeter:
             for name, process in list(self.processes.items()):
                 self._sample_cpu(name, process)
                 try:
-                    rss = process.memory_info().rss
+                    rss = self._rss(name, process)
                 except psutil.NoSuchProcess:
                     continue
                 if rss:  # an exited process not yet reaped shows none
@@ -104,13 +135,15 @@ class ResourceMeter:
 
 
 class Stack:
-    def __init__(self, workdir, devices, channel_layer="pubsub", batch_window_ms=None, log=print):
+    def __init__(self, workdir, devices, channel_layer="pubsub", batch_window_ms=None, database="sqlite", log=print):
         self.workdir = Path(workdir)
         self.devices = devices
         self.log = log
         self.redis = RedisServer(tmpdir=self._dir("redis"))
         self.mosquitto = MosquittoServer(tmpdir=self._dir("mosquitto"))
+        self.postgres = PostgresServer(tmpdir=self._dir("postgres")) if database == "postgres" else None
         self.database = self.workdir / "bench.sqlite3"
+        self.database_url = self.postgres.url if self.postgres else f"sqlite:///{self.database}"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.meter = ResourceMeter()
@@ -127,7 +160,7 @@ class Stack:
         self.env = {
             **os.environ,
             "HUB_SECRET_KEY": "bench-secret-key-not-for-production",
-            "HUB_DATABASE_URL": f"sqlite:///{self.database}",
+            "HUB_DATABASE_URL": self.database_url,
             "HUB_REDIS_URL": self.redis.url,
             "HUB_CHANNEL_LAYER": channel_layer,
             "HUB_MQTT_URL": self.login_url("bridge"),
@@ -147,10 +180,12 @@ class Stack:
             self.env,
             self.workdir / "daphne.log",
         )
-        # The naive bridge's dashboards: their own daphne on the core layer, their own database.
+        # The naive bridge's dashboards: their own daphne on the core layer, their own database
+        # (a copy of the hub's, made before any reading is stored).
         self.naive_database = self.workdir / "naive.sqlite3"
         self.naive_port = free_port()
-        self.naive_env = {**self.env, "HUB_DATABASE_URL": f"sqlite:///{self.naive_database}", "HUB_CHANNEL_LAYER": "core"}
+        naive_url = self.postgres.database_url("naive") if self.postgres else f"sqlite:///{self.naive_database}"
+        self.naive_env = {**self.env, "HUB_DATABASE_URL": naive_url, "HUB_CHANNEL_LAYER": "core"}
         self.naive_web = HubProcess(
             "naive-daphne",
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.naive_port), "bench.naive_asgi:application"],
@@ -176,11 +211,15 @@ class Stack:
         # The broker runs under mosquitto/run-broker.sh: meter the broker, not the script.
         script = psutil.Process(self.mosquitto.process.pid)
         self.meter.watch("mosquitto", next(child.pid for child in script.children() if child.name() == "mosquitto"))
-        self.log(f"stack: redis {self.redis.url}, mosquitto {self.mosquitto.url}, database {self.database}")
+        if self.postgres:
+            self.postgres.start()
+            self.meter.watch("postgres", self.postgres.process.pid, tree=True)
+        self.log(f"stack: redis {self.redis.url}, mosquitto {self.mosquitto.url}, database {self.database_url}")
         self.run_python("manage.py", "migrate", "--verbosity", "0")
         accounts = [arg for username, role, password in self.accounts.values() for arg in ("--account", username, role, password)]
         prepared = self.run_python("-m", "bench.prepare", "--devices", str(self.devices), *accounts)
         self.cookie = json.loads(prepared.splitlines()[-1])["cookie"]
+        self._copy_database_for_naive()
         self.web.start()
         wait_for_port("127.0.0.1", self.port, 30)
         self.meter.watch("daphne", self.web.process.pid)
@@ -203,11 +242,18 @@ class Stack:
         self.meter.forget("bridge")
         self.bridge.stop()
 
+    def _copy_database_for_naive(self):
+        """The naive bridge's database: the hub's registry, its devices, accounts and session,
+        copied while nothing is connected to it (PostgreSQL copies only an idle template)."""
+        if self.postgres:
+            with psycopg.connect(self.postgres.database_url("postgres"), autocommit=True) as connection:
+                connection.execute("CREATE DATABASE naive TEMPLATE telehub")
+        else:
+            with sqlite3.connect(self.database) as source, sqlite3.connect(self.naive_database) as copy:
+                source.backup(copy)
+
     def start_naive(self):
-        """The naive bridge's database (the hub's registry, no readings) and its dashboards' daphne."""
-        with sqlite3.connect(self.database) as source, sqlite3.connect(self.naive_database) as copy:
-            source.backup(copy)
-            copy.execute("DELETE FROM telemetry_reading")
+        """The naive bridge's dashboards' daphne, on its copy of the registry."""
         self.naive_web.start()
         wait_for_port("127.0.0.1", self.naive_port, 30)
         self.meter.watch("naive-daphne", self.naive_web.process.pid)
@@ -236,14 +282,20 @@ class Stack:
 
     def stored_rows(self):
         """The id of the newest stored reading value: rows only ever get higher ids."""
-        with sqlite3.connect(f"file:{self.database}?mode=ro", uri=True, timeout=10) as db:
-            return db.execute("SELECT COALESCE(MAX(id), 0) FROM telemetry_reading").fetchone()[0]
+        return self._query_one("SELECT COALESCE(MAX(id), 0) FROM telemetry_reading")[0]
 
     def newest_publish_time(self):
         """The publish time carried by the newest stored reading, if any."""
-        with sqlite3.connect(f"file:{self.database}?mode=ro", uri=True, timeout=10) as db:
-            row = db.execute("SELECT num FROM telemetry_reading WHERE key = 'pub' ORDER BY id DESC LIMIT 1").fetchone()
+        row = self._query_one("SELECT num FROM telemetry_reading WHERE key = 'pub' ORDER BY id DESC LIMIT 1")
         return row[0] if row else None
+
+    def _query_one(self, sql):
+        """One row of a read on the hub's database, from a connection of its own."""
+        if self.postgres:
+            with psycopg.connect(self.postgres.url) as db:
+                return db.execute(sql).fetchone()
+        with sqlite3.connect(f"file:{self.database}?mode=ro", uri=True, timeout=10) as db:
+            return db.execute(sql).fetchone()
 
     def stop(self):
         self.meter.stop()
@@ -254,3 +306,5 @@ class Stack:
                 self.log(f"stack: {error}")
         self.mosquitto.stop()
         self.redis.stop()
+        if self.postgres:
+            self.postgres.remove()

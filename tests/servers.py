@@ -14,6 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import psycopg
+
 ROOT = Path(__file__).resolve().parent.parent
 BROKER_CONFIG = ROOT / "mosquitto" / "mosquitto.conf"
 BROKER_SCRIPTS = ROOT / "mosquitto"
@@ -173,7 +175,8 @@ class MosquittoServer(ServerProcess):
 
 class PostgresServer(ServerProcess):
     """A PostgreSQL cluster of its own (Debian's packages keep initdb and postgres off the PATH),
-    with one superuser, telehub, trusted on 127.0.0.1. PostgreSQL refuses to run as root, so
+    with one superuser, telehub, trusted on 127.0.0.1, and an empty database of the same name
+    (`url`). PostgreSQL refuses to run as root, so
     under root it runs as the postgres user, in a directory of its own under /tmp.
     fsync is off: a throwaway cluster need not survive a power cut."""
 
@@ -189,7 +192,7 @@ class PostgresServer(ServerProcess):
 
     @property
     def url(self):
-        return f"postgres://telehub@127.0.0.1:{self.port}/telehub"
+        return self.database_url("telehub")
 
     @staticmethod
     def program_path(name):
@@ -208,6 +211,23 @@ class PostgresServer(ServerProcess):
             self.program_path(self.program), "-D", str(self.data_dir), "-p", str(self.port),
             "-c", "listen_addresses=127.0.0.1", "-k", str(self.tmpdir), "-c", "fsync=off",
         ]
+
+    def start(self):
+        super().start()
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with psycopg.connect(self.database_url("postgres"), autocommit=True) as connection:
+                    if not connection.execute("SELECT 1 FROM pg_database WHERE datname = 'telehub'").fetchone():
+                        connection.execute("CREATE DATABASE telehub")
+                return
+            except psycopg.OperationalError:  # listening, but still starting up
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def database_url(self, name):
+        return f"postgres://telehub@127.0.0.1:{self.port}/{name}"
 
     def stop(self):
         """A fast shutdown (SIGINT): connections are closed, not waited for."""

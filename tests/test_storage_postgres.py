@@ -29,6 +29,6 @@ def test_the_storage_tests_pass_on_postgresql(postgres_server):
     )
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
     assert " passed" in result.stdout
-    with psycopg.connect(postgres_server.url.rsplit("/", 1)[0] + "/test_telehub") as connection:
+    with psycopg.connect(postgres_server.database_url("test_telehub")) as connection:
         tables = {name for (name,) in connection.execute("SELECT tablename FROM pg_tables")}
     assert {"telemetry_reading", "telemetry_latestvalue"} <= tables
