@@ -176,9 +176,9 @@ class MosquittoServer(ServerProcess):
 class PostgresServer(ServerProcess):
     """A PostgreSQL cluster of its own (Debian's packages keep initdb and postgres off the PATH),
     with one superuser, telehub, trusted on 127.0.0.1, and an empty database of the same name
-    (`url`). PostgreSQL refuses to run as root, so
-    under root it runs as the postgres user, in a directory of its own under /tmp.
-    fsync is off: a throwaway cluster need not survive a power cut."""
+    (`url`). PostgreSQL refuses to run as root, so under root it runs as the postgres user, in a
+    directory of its own under /tmp. fsync is off: a throwaway cluster need not survive a power
+    cut."""
 
     program = "postgres"
 
