@@ -89,3 +89,32 @@ def test_on_postgresql_every_reading_is_stored_once_and_the_server_is_metered(tm
     # The server's connections are its child processes: their CPU is in its figure (the
     # postmaster alone stays near 0% while our bridge stores the backlog through one of them).
     assert figures["ceiling"]["ours"]["resources"]["postgres"]["cpu_percent"] >= 1
+
+
+def run_store_cost(*options):
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.store_cost", "--rounds", "2", "--seconds", "0.5", *options],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    *rounds, command = result.stdout.strip().splitlines()
+    return [json.loads(line) for line in rounds], command
+
+
+def test_store_cost_stores_flushes_of_the_size_asked_and_times_them():
+    rounds, command = run_store_cost("--flush", "20")
+    assert command == "command: python -m bench.store_cost --rounds 2 --seconds 0.5 --flush 20"
+    assert [figures["round"] for figures in rounds] == [1, 2]
+    assert all(figures["readings_per_flush"] == 20 for figures in rounds)
+    assert rounds[1]["readings_stored"] > rounds[0]["readings_stored"] > 0 and rounds[1]["readings_stored"] % 20 == 0
+    assert 0 < rounds[0]["flush_p50_ms"] <= rounds[0]["flush_p99_ms"] <= rounds[0]["flush_max_ms"]
+    assert rounds[1]["database_mib"] > 0
+
+
+def test_store_cost_at_a_fixed_rate_stores_what_falls_due():
+    rounds, _ = run_store_cost("--rate", "400")
+    # 400 a second for half a second, each round: never more than fell due (200), and not
+    # much less: the round's last flush may come just before its end.
+    stored = [figures["readings_stored"] for figures in rounds]
+    for in_round in (stored[0], stored[1] - stored[0]):
+        assert 100 <= in_round <= 200
