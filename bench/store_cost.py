@@ -7,8 +7,8 @@ python -m bench.store_cost --rate 10000 --rounds 3 --seconds 10    # offered at 
 python -m bench.store_cost --database-url postgres://user@host:5432/name   # an empty database
 
 Flat out, each flush holds --flush readings. With --rate, readings fall due at that rate and
-each flush stores those due since the last one, as the bridge does when busy (--window, its
-HUB_BATCH_WINDOW_MS, between flushes).
+each flush stores those due since the last one, as the bridge does when busy (flushes start at
+most once every --window ms, its HUB_BATCH_WINDOW_MS).
 
 Prints one JSON line per round: readings stored a second, the time each flush took (p50, p99,
 max), readings per flush, the process's CPU (storing on one thread; a database server's own
@@ -106,7 +106,8 @@ class Feed:
                 flush_ms.add((time.monotonic() - flush_started) * 1000)
                 flushes += 1
             if pause:
-                time.sleep(pause)
+                # As the bridge: the next flush a window after this one began, not after it ended.
+                time.sleep(max(0.0, pause - (time.monotonic() - started - elapsed)))
         elapsed = time.monotonic() - started
         stored = self.stored - stored_before
         timings = flush_ms.summary()

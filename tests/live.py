@@ -6,6 +6,7 @@ import queue
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -13,6 +14,7 @@ import time
 import urllib.parse
 import urllib.request
 import uuid
+from contextlib import closing
 from pathlib import Path
 
 import orjson
@@ -164,6 +166,7 @@ class LiveHub(HubClient):
         self.mqtt_url = broker.url
         self.broker = broker
         self.workdir = workdir
+        self.database_path = database_path
         # Each hub its own bridge login: the broker keeps a persistent session per login.
         self.bridge_login = (unique_id("bridge.test"), uuid.uuid4().hex)
         self.port = free_port()
@@ -202,6 +205,16 @@ class LiveHub(HubClient):
     def stop(self):
         self.bridge.stop()
         self.web.stop()
+        self._forget_bridge_login()
+
+    def _forget_bridge_login(self):
+        """The bridge keeps its login in the registry and writes it back whenever the registry
+        changes (bridge.broker_auth_sync), so also after a test emptied the tables while the hub
+        ran on: once it has stopped, remove it, so that later tests find only their own accounts."""
+        from devices.models import BrokerAccount
+
+        with closing(sqlite3.connect(self.database_path, timeout=TIMEOUT)) as database, database:
+            database.execute(f"DELETE FROM {BrokerAccount._meta.db_table} WHERE username = ?", [self.bridge_login[0]])
 
 
 class Dashboard:
