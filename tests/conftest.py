@@ -82,7 +82,7 @@ def running_hub(redis_server, mosquitto_server, workdir, **settings):
     from tests.live import LiveHub
 
     yield from running(
-        LiveHub(django_settings.DATABASES["default"]["NAME"], redis_server.url, mosquitto_server, workdir, **settings)
+        LiveHub(django_settings.DATABASES["default"], redis_server.url, mosquitto_server, workdir, **settings)
     )
 
 

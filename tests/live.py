@@ -18,6 +18,7 @@ from contextlib import closing
 from pathlib import Path
 
 import orjson
+import psycopg
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from websockets.client import ClientProtocol
@@ -36,6 +37,24 @@ TIMEOUT = 10
 def unique_id(prefix):
     """A device id no earlier test used: the broker keeps retained statuses across tests."""
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def database_url(database):
+    """HUB_DATABASE_URL for the hub's processes, from Django's settings of a database."""
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{database['NAME']}"
+    return f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
+
+
+def execute_sql(database, sql, params=()):
+    """Runs one statement (%s placeholders) and commits, on a connection of its own outside
+    Django (and its test-time blockers); returns the rows it fetched."""
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        with closing(sqlite3.connect(database["NAME"], timeout=TIMEOUT)) as connection, connection:
+            return connection.execute(sql.replace("%s", "?"), params).fetchall()
+    with psycopg.connect(database_url(database)) as connection:
+        cursor = connection.execute(sql, params)
+        return cursor.fetchall() if cursor.description else []
 
 
 def wait_until(condition, timeout=TIMEOUT, interval=0.05, message="condition"):
@@ -162,11 +181,12 @@ class HubClient:
 class LiveHub(HubClient):
     """The bridge (manage.py runbridge) and the web server (daphne), as in production."""
 
-    def __init__(self, database_path, redis_url, broker, workdir, **settings):
+    def __init__(self, database, redis_url, broker, workdir, **settings):
+        """`database`: Django's settings of the test database, SQLite or PostgreSQL."""
         self.mqtt_url = broker.url
         self.broker = broker
         self.workdir = workdir
-        self.database_path = database_path
+        self.database = database
         # Each hub its own bridge login: the broker keeps a persistent session per login.
         self.bridge_login = (unique_id("bridge.test"), uuid.uuid4().hex)
         self.port = free_port()
@@ -175,7 +195,7 @@ class LiveHub(HubClient):
             **os.environ,
             "HUB_SECRET_KEY": "test-secret-key-not-for-production",
             "HUB_ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "HUB_DATABASE_URL": f"sqlite:///{database_path}",
+            "HUB_DATABASE_URL": database_url(database),
             "HUB_REDIS_URL": redis_url,
             "HUB_MQTT_URL": broker.login_url(*self.bridge_login),
             "HUB_BROKER_AUTH_DIR": str(broker.auth_dir),
@@ -213,8 +233,7 @@ class LiveHub(HubClient):
         ran on: once it has stopped, remove it, so that later tests find only their own accounts."""
         from devices.models import BrokerAccount
 
-        with closing(sqlite3.connect(self.database_path, timeout=TIMEOUT)) as database, database:
-            database.execute(f"DELETE FROM {BrokerAccount._meta.db_table} WHERE username = ?", [self.bridge_login[0]])
+        execute_sql(self.database, f"DELETE FROM {BrokerAccount._meta.db_table} WHERE username = %s", [self.bridge_login[0]])
 
 
 class Dashboard:

@@ -14,7 +14,7 @@ from telemetry.models import Reading
 from tests.conftest import PASSWORD
 from tests.live import Device, Gateway, unique_id, wait_until
 
-pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.live, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture

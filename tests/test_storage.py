@@ -12,6 +12,8 @@ from telemetry import storage
 from telemetry.models import LatestValue, Reading
 from telemetry.storage import store_samples
 
+pytestmark = pytest.mark.postgres
+
 T0 = 1_764_000_000_000  # epoch milliseconds
 RECEIVED = datetime(2025, 11, 24, 16, 0, tzinfo=dt_timezone.utc)
 
