@@ -1,0 +1,50 @@
+"""Long-running tasks that never die silently.
+
+A task of a long-running process (the bridge's flush loop, a web process's live relay) that
+raises is logged with its traceback and run again after a backoff, so one bad message or a
+bug hit once does not leave a process that looks alive and does nothing. Each crash is
+counted by task name, for the metrics and for health checks.
+"""
+import asyncio
+import logging
+import time
+from collections import Counter
+
+logger = logging.getLogger("hub.tasks")
+
+FIRST_DELAY_SECONDS = 0.5
+MAX_DELAY_SECONDS = 30.0
+# A task that ran this long before it crashed starts its backoff afresh.
+HEALTHY_SECONDS = 60.0
+
+crashes = Counter()  # task name -> times it raised or returned
+
+
+def restart_delay(failures):
+    """The wait before the next run after `failures` crashes in a row: doubling, capped."""
+    return min(MAX_DELAY_SECONDS, FIRST_DELAY_SECONDS * 2 ** (failures - 1))
+
+
+async def supervise(name, run):
+    """Runs `run()`, a coroutine function meant to run until cancelled, again and again: a
+    crash (or a return) is logged and counted, and the next run waits restart_delay()."""
+    failures = 0
+    while True:
+        started = time.monotonic()
+        try:
+            await run()
+            logger.error("task %s returned; it should run until stopped", name, extra={"task": name})
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("task %s crashed", name, extra={"task": name})
+        crashes[name] += 1
+        failures = 1 if time.monotonic() - started > HEALTHY_SECONDS else failures + 1
+        delay = restart_delay(failures)
+        logger.info("restarting task %s in %.1f s (crash %d in a row)", name, delay, failures, extra={"task": name})
+        await asyncio.sleep(delay)
+
+
+def start_supervised(name, run):
+    """A task running `supervise(name, run)`: cancel it to stop it."""
+    return asyncio.create_task(supervise(name, run), name=name)
