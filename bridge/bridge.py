@@ -10,6 +10,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 
+import orjson
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import DatabaseError
@@ -299,7 +300,19 @@ class Bridge:
         command = await self._with_db_retry(commands.claim_for_sending, command_id, timezone.now())
         if command is None:
             return
-        payload = protocol.command_payload(command.id, command.name, command.params)
+        try:
+            payload = protocol.command_payload(command.id, command.name, command.params)
+        except orjson.JSONEncodeError as exc:
+            # Stored before params were checked on creation (devices.commands.check_params):
+            # it can never be sent, and must not stop the sweep for every other command.
+            logger.error("command %s %r to %s cannot be encoded, marked failed: %s",
+                         command.id, command.name, command.device_id, exc)
+            failed = await self._with_db_retry(
+                commands.fail_unsendable, command.id, f"the hub cannot encode its params: {exc}", timezone.now()
+            )
+            if failed is not None:
+                self.live.publish(events.command_event(failed))
+            return
         if not self.mqtt.publish(protocol.commands_topic(command.device_id), payload, qos=1):
             await self._with_db_retry(commands.release, command.id)
             return
@@ -307,7 +320,7 @@ class Bridge:
         self.live.publish(events.command_event(command))
 
     async def _sweep_commands_forever(self):
-        """Expires commands whose ttl ran out and sends any that wait for an online device
+        """Expires commands whose ttl or timeout ran out and sends any that wait for an online device
         (their dispatch request may have been lost: the channel layer is at-most-once)."""
         while True:
             await asyncio.sleep(SWEEP_SECONDS)

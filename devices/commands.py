@@ -1,34 +1,132 @@
 """A command's life: pending until its device is online, sent over MQTT, then succeeded or
-failed by the device's answer, or expired if its ttl ran out while it waited.
+failed by the device's answer; expired if its ttl ran out while it waited to be sent, or if
+its timeout ran out while it waited, sent, for an answer; failed if the hub cannot encode it.
 
-Each step is one conditional UPDATE, so several bridges can share the work safely: only one
-of them moves a command from one status to the next.
+Every status change is one conditional UPDATE here, so several bridges can share the work
+safely: only one of them moves a command from one status to the next.
 """
+import hashlib
+import uuid
+from datetime import timedelta
+
+import orjson
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from devices.models import Command
+from bridge.protocol import command_payload
+from devices.models import Command, IdempotencyKey
+from devices.payloads import UnsafeJson, check_json
 
 Status = Command.Status
 
+# A retry with the same Idempotency-Key gets the first command for at least this long.
+IDEMPOTENCY_KEY_RETENTION = timedelta(hours=24)
+# Printable ASCII without spaces, as in a header value; a UUID fits.
+IDEMPOTENCY_KEY_RE = r"[\x21-\x7e]{1,255}"
 
-def create_command(device_id, user, name, params, ttl):
-    """A pending command, recorded with its sender for the audit trail."""
+
+class KeyReused(Exception):
+    """An Idempotency-Key the user gave before for another request."""
+
+
+def check_params(name, params):
+    """Raises UnsafeJson, saying where and why, for params the hub could not send or a device
+    not parse exactly: what devices.payloads.check_json refuses, or a command payload over
+    HUB_MAX_PAYLOAD_BYTES."""
+    try:
+        check_json(params)
+    except UnsafeJson as exc:
+        raise UnsafeJson(f"params: {exc}") from None
+    size = len(command_payload(uuid.UUID(int=0), name, params))
+    if size > settings.MAX_PAYLOAD_BYTES:
+        raise UnsafeJson(
+            f"params: the command would be {size} bytes over MQTT, the limit is {settings.MAX_PAYLOAD_BYTES}"
+        )
+
+
+def create_command(device_id, user, name, params, ttl, timeout=None):
+    """A pending command, recorded with its sender for the audit trail. Its params are
+    checked by the caller (check_params), where they come in."""
     return Command.objects.create(
-        device_id=device_id, created_by=user, created_by_name=user.get_username(), name=name, params=params, ttl=ttl
+        device_id=device_id, created_by=user, created_by_name=user.get_username(), name=name, params=params, ttl=ttl,
+        timeout=settings.COMMAND_DEFAULT_TIMEOUT if timeout is None else timeout,
     )
 
 
+def request_fingerprint(device_id, name, params, ttl, timeout):
+    """What a command request asks for, as a key's first use recorded it."""
+    asked = orjson.dumps([device_id, name, params, ttl, timeout], option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(asked).hexdigest()
+
+
+def create_command_once(key, device_id, user, name, params, ttl, timeout):
+    """(command, created): the command the user's earlier request with this Idempotency-Key
+    made, or a new one recorded under the key. Raises KeyReused if the key's first request
+    asked for something else. Requests racing with one key make one command: the loser's
+    insert of the key fails on its unique index (on PostgreSQL it waits for the winner's
+    commit), its transaction takes its command back, and it returns the winner's."""
+    fingerprint = request_fingerprint(device_id, name, params, ttl, timeout)
+    now = timezone.now()
+    # Cheap: one indexed DELETE that seldom finds anything.
+    IdempotencyKey.objects.filter(created__lt=now - IDEMPOTENCY_KEY_RETENTION).delete()
+    earlier = _earlier_request(user, key, fingerprint)
+    if earlier is not None:
+        return earlier, False
+    try:
+        with transaction.atomic():
+            command = create_command(device_id, user, name, params, ttl, timeout)
+            IdempotencyKey.objects.create(user=user, key=key, fingerprint=fingerprint, command=command, created=now)
+    except IntegrityError:
+        earlier = _earlier_request(user, key, fingerprint)
+        if earlier is None:
+            raise  # not the key: the device went, say
+        return earlier, False
+    return command, True
+
+
+def _earlier_request(user, key, fingerprint):
+    found = IdempotencyKey.objects.select_related("command").filter(user=user, key=key).first()
+    if found is None:
+        return None
+    if found.fingerprint != fingerprint:
+        raise KeyReused(
+            f"this Idempotency-Key was used for another request (command {found.command_id}); "
+            "use a new key for a new request"
+        )
+    return found.command
+
+
 def claim_for_sending(command_id, now):
-    """The command, now marked sent, if it was pending, unexpired and its device is online."""
-    claimed = Command.objects.filter(
-        pk=command_id, status=Status.PENDING, expires_at__gt=now, device__online=True
-    ).update(status=Status.SENT, sent_at=now)
-    return Command.objects.get(pk=command_id) if claimed else None
+    """The command, now marked sent, if it was pending, unexpired and its device is online.
+    Its answer is due within its timeout."""
+    command = Command.objects.filter(pk=command_id, status=Status.PENDING, expires_at__gt=now, device__online=True).first()
+    if command is None:
+        return None
+    answer_by = now + timedelta(seconds=command.timeout)
+    # No join in the UPDATE: each condition is checked again on the row it changes.
+    claimed = Command.objects.filter(pk=command_id, status=Status.PENDING, expires_at__gt=now).update(
+        status=Status.SENT, sent_at=now, answer_by=answer_by
+    )
+    if not claimed:
+        return None
+    command.status, command.sent_at, command.answer_by = Status.SENT, now, answer_by
+    return command
 
 
 def release(command_id):
     """Puts back a claimed command that could not be handed to the broker."""
-    Command.objects.filter(pk=command_id, status=Status.SENT).update(status=Status.PENDING, sent_at=None)
+    Command.objects.filter(pk=command_id, status=Status.SENT).update(status=Status.PENDING, sent_at=None, answer_by=None)
+
+
+def fail_unsendable(command_id, error, now):
+    """Marks failed a claimed command the hub cannot encode (stored before its params were
+    checked); returns it, or None if it is no longer sent."""
+    failed = Command.objects.filter(pk=command_id, status=Status.SENT).update(
+        status=Status.FAILED, error=error, finished_at=now
+    )
+    return Command.objects.get(pk=command_id) if failed else None
 
 
 def sendable_ids(now, device_id=None):
@@ -40,13 +138,19 @@ def sendable_ids(now, device_id=None):
 
 
 def expire_due(now):
-    """Marks expired each pending command whose ttl ran out; returns those this call expired."""
-    due = Command.objects.filter(status=Status.PENDING, expires_at__lte=now).values_list("pk", flat=True)
-    expired = [
-        pk
-        for pk in list(due)
-        if Command.objects.filter(pk=pk, status=Status.PENDING).update(status=Status.EXPIRED, finished_at=now)
+    """Marks expired each command whose wait ran out: pending past its ttl (never sent), or
+    sent and unanswered past its timeout. Returns those this call expired."""
+    waits = [
+        (Q(status=Status.PENDING, expires_at__lte=now), "not sent: its device was not online within its ttl of {} s", "ttl"),
+        (Q(status=Status.SENT, answer_by__lte=now), "sent, but no answer within its timeout of {} s", "timeout"),
     ]
+    expired = []
+    for due, reason, field in waits:
+        for pk, seconds in list(Command.objects.filter(due).values_list("pk", field)):
+            if Command.objects.filter(due, pk=pk).update(
+                status=Status.EXPIRED, finished_at=now, error=reason.format(seconds)
+            ):
+                expired.append(pk)
     return list(Command.objects.filter(pk__in=expired))
 
 

@@ -86,16 +86,22 @@ class Command(models.Model):
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     ttl = models.PositiveIntegerField(help_text="Seconds the command may wait for its device to come online.")
+    timeout = models.PositiveIntegerField(help_text="Seconds a sent command waits for its device's answer.")
     created = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
     sent_at = models.DateTimeField(null=True, blank=True)
+    answer_by = models.DateTimeField(null=True, blank=True, help_text="Sent and unanswered by then: expired.")
     finished_at = models.DateTimeField(null=True, blank=True)
     result = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-created"]
-        indexes = [models.Index(fields=["status", "expires_at"]), models.Index(fields=["device", "status"])]
+        indexes = [
+            models.Index(fields=["status", "expires_at"]),
+            models.Index(fields=["status", "answer_by"]),
+            models.Index(fields=["device", "status"]),
+        ]
 
     def save(self, *args, **kwargs):
         if self.expires_at is None:
@@ -104,3 +110,20 @@ class Command(models.Model):
 
     def __str__(self):
         return f"{self.name} to {self.device_id} ({self.status})"
+
+
+class IdempotencyKey(models.Model):
+    """The command a user's request with an Idempotency-Key header made: a retry with the same
+    key gets that command instead of a second one. Kept for devices.commands.IDEMPOTENCY_KEY_RETENTION."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64, help_text="What the request asked for (devices.commands.request_fingerprint).")
+    command = models.ForeignKey(Command, on_delete=models.CASCADE, related_name="+")
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="one_command_per_user_and_key")]
+
+    def __str__(self):
+        return f"{self.key} of user {self.user_id}"

@@ -230,4 +230,7 @@ WS_MAX_PENDING_FRAMES = env_int("HUB_WS_MAX_PENDING_FRAMES", 500, minimum=1)
 WS_MAX_CONNECTING = env_int("HUB_WS_MAX_CONNECTING", 32, minimum=1)
 COMMAND_DEFAULT_TTL = env_int("HUB_COMMAND_DEFAULT_TTL", 60, minimum=1)
 COMMAND_MAX_TTL = env_int("HUB_COMMAND_MAX_TTL", 86400, minimum=1)
+# Seconds a sent command waits for its device's answer before it ends `expired`.
+COMMAND_DEFAULT_TIMEOUT = env_int("HUB_COMMAND_DEFAULT_TIMEOUT", 60, minimum=1)
+COMMAND_MAX_TIMEOUT = env_int("HUB_COMMAND_MAX_TIMEOUT", 3600, minimum=1)
 API_MAX_POINTS = env_int("HUB_API_MAX_POINTS", 5000, minimum=10)

@@ -17,7 +17,7 @@ from ninja import Query, Router, Status
 from ninja.errors import HttpError
 
 from devices import access
-from devices.commands import create_command
+from devices.commands import IDEMPOTENCY_KEY_RE, KeyReused, create_command, create_command_once
 from devices.models import Command
 from telemetry import history
 from telemetry.announce import announce_command
@@ -29,6 +29,7 @@ router = Router()
 DEFAULT_SPAN_MS = 15 * 60 * 1000
 MAX_KEYS = 20
 KEY_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
+IDEMPOTENCY_KEY = re.compile(rf"{IDEMPOTENCY_KEY_RE}\Z")
 
 
 def device_out(device, commandable_ids):
@@ -115,13 +116,30 @@ def list_commands(request, device_id: str, limit: int = Query(50, ge=1, le=500))
 
 @router.post("/devices/{device_id}/commands/", response={201: CommandOut}, summary="Send a command to a device")
 def send_command(request, device_id: str, payload: CommandIn):
-    """The command waits while the device is offline, for at most `ttl` seconds; its status
-    then moves on as the websockets show (pending, sent, succeeded, failed or expired)."""
+    """The command waits while the device is offline, for at most `ttl` seconds, then once
+    sent waits `timeout` seconds for its answer; its status moves on as the websockets show
+    (pending, sent, succeeded, failed or expired).
+
+    With an `Idempotency-Key` header (1 to 255 printable ASCII characters, no spaces), a retry
+    of the request with the same key within 24 hours gets the command the first one made
+    (201, the command as it is now) and makes no second; the same key with another request
+    is a 422."""
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not IDEMPOTENCY_KEY.match(key):
+        raise HttpError(400, "an Idempotency-Key is 1 to 255 printable ASCII characters, without spaces")
     device = visible_device(request, device_id)
     if not access.can_command(request.auth, device.pk):
         raise HttpError(403, f"you may watch {device.pk} but not command it")
-    command = create_command(device.pk, request.auth, payload.name, payload.params, payload.ttl)
-    async_to_sync(announce_command)(get_channel_layer(), command)
+    asked = (device.pk, request.auth, payload.name, payload.params, payload.ttl, payload.timeout)
+    if key is None:
+        command, created = create_command(*asked), True
+    else:
+        try:
+            command, created = create_command_once(key, *asked)
+        except KeyReused as exc:
+            raise HttpError(422, str(exc))
+    if created:
+        async_to_sync(announce_command)(get_channel_layer(), command)
     return Status(201, command_frame(command))
 
 

@@ -224,7 +224,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         if not allowed:
             raise FrameError("forbidden", f"you may not command {action.device}", device=action.device)
         command = await database_sync_to_async(create_command)(
-            action.device, self.user, action.name, action.params, action.ttl
+            action.device, self.user, action.name, action.params, action.ttl, action.timeout
         )
         if action.device not in self.watched:
             # Follow this command's progress without watching the device.

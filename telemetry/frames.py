@@ -5,7 +5,9 @@ from dataclasses import dataclass
 import orjson
 from django.conf import settings
 
+from devices.commands import check_params
 from devices.models import COMMAND_NAME_RE, DEVICE_ID_RE
+from devices.payloads import UnsafeJson
 
 ALL_DEVICES = "*"
 MAX_FRAME_BYTES = 65536
@@ -41,6 +43,7 @@ class SendCommand:
     name: str
     params: dict
     ttl: int
+    timeout: int
 
 
 def parse_client_frame(data, default_device=None):
@@ -89,10 +92,20 @@ def _command(frame, default_device):
     params = frame.get("params", {})
     if not isinstance(params, dict):
         raise FrameError("bad_frame", "params must be an object")
-    ttl = frame.get("ttl", settings.COMMAND_DEFAULT_TTL)
-    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= settings.COMMAND_MAX_TTL:
-        raise FrameError("bad_frame", f"ttl must be whole seconds from 1 to {settings.COMMAND_MAX_TTL}")
-    return SendCommand(device, name, params, ttl)
+    try:
+        check_params(name, params)
+    except UnsafeJson as exc:
+        raise FrameError("bad_frame", str(exc))
+    ttl = _seconds(frame, "ttl", settings.COMMAND_DEFAULT_TTL, settings.COMMAND_MAX_TTL)
+    timeout = _seconds(frame, "timeout", settings.COMMAND_DEFAULT_TIMEOUT, settings.COMMAND_MAX_TIMEOUT)
+    return SendCommand(device, name, params, ttl, timeout)
+
+
+def _seconds(frame, field, default, maximum):
+    seconds = frame.get(field, default)
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or not 1 <= seconds <= maximum:
+        raise FrameError("bad_frame", f"{field} must be whole seconds from 1 to {maximum}")
+    return seconds
 
 
 # Every action a frame may ask for, and its parser (tests/test_access_matrix.py has rows for each).

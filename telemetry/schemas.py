@@ -3,7 +3,9 @@ from typing import Any
 
 from django.conf import settings
 from ninja import Field, Schema
+from pydantic import ValidationInfo, field_validator
 
+from devices.commands import check_params
 from devices.models import COMMAND_NAME_RE
 
 Value = bool | int | float | str
@@ -45,6 +47,18 @@ class CommandIn(Schema):
         default=settings.COMMAND_DEFAULT_TTL, ge=1, le=settings.COMMAND_MAX_TTL,
         description="Seconds the command may wait for its device to come online.",
     )
+    timeout: int = Field(
+        default=settings.COMMAND_DEFAULT_TIMEOUT, ge=1, le=settings.COMMAND_MAX_TIMEOUT, strict=True,
+        description="Seconds the command, once sent, waits for its device's answer before it ends expired.",
+    )
+
+    @field_validator("params")
+    @classmethod
+    def sendable(cls, params, info: ValidationInfo):
+        """What the hub can encode and a device parse (devices.commands.check_params); the
+        API's JSON parser takes NaN and integers of any width."""
+        check_params(info.data.get("name", ""), params)
+        return params
 
 
 class CommandOut(Schema):
@@ -53,8 +67,9 @@ class CommandOut(Schema):
     name: str
     params: dict[str, Any]
     sent_by: str | None = Field(description="The username of who sent it, kept when the user is deleted.")
-    status: str = Field(description="pending, sent, succeeded, failed or expired.")
+    status: str = Field(description="pending, sent, succeeded, failed or expired (never sent within its ttl, or sent and unanswered within its timeout).")
     ttl: int
+    timeout: int
     created: int
     sent: int | None
     finished: int | None

@@ -152,14 +152,16 @@ class HubClient:
             raise AssertionError(f"signing in as {username} failed")
         return "; ".join(f"{cookie.name}={cookie.value}" for cookie in cookies)
 
-    def api(self, method, path, cookie, body=None):
+    def api(self, method, path, cookie, body=None, headers=None):
         """An API call as a signed-in page makes it: the session cookie and its CSRF token
-        (`cookie` None: as a page whose visitor has not signed in)."""
-        headers = {"Referer": self.url, "Content-Type": "application/json"}
+        (`cookie` None: as a page whose visitor has not signed in), and any other `headers`.
+        `body`: what orjson encodes, or bytes sent as they are."""
+        headers = {"Referer": self.url, "Content-Type": "application/json", **(headers or {})}
         if cookie is not None:
             headers.update({"Cookie": cookie, "X-CSRFToken": re.search(r"csrftoken=([^;]+)", cookie).group(1)})
         request = urllib.request.Request(
-            self.url + path, method=method, data=None if body is None else orjson.dumps(body), headers=headers
+            self.url + path, method=method, headers=headers,
+            data=body if body is None or isinstance(body, bytes) else orjson.dumps(body),
         )
         try:
             with urllib.request.urlopen(request, timeout=TIMEOUT) as response:

@@ -3,11 +3,15 @@ import uuid
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 
+import orjson
 import pytest
 
 from bridge.protocol import CommandResult
-from devices.commands import claim_for_sending, create_command, expire_due, record_result, release, sendable_ids
+from devices.commands import (
+    claim_for_sending, create_command, expire_due, fail_unsendable, record_result, release, sendable_ids
+)
 from devices.models import Command
+from telemetry.events import command_event
 
 T0 = datetime(2025, 11, 24, 12, 0, tzinfo=dt_timezone.utc)
 Status = Command.Status
@@ -28,9 +32,12 @@ def offline(make_device, owner):
     return make_device("offline-1", owner, online=False)
 
 
-def make_command(device, created=T0, ttl=60, status=Status.PENDING, name="reboot"):
-    """A command created at `created`, expiring `ttl` seconds later."""
-    return Command.objects.create(device=device, name=name, params={}, ttl=ttl, created=created, status=status)
+def make_command(device, created=T0, ttl=60, status=Status.PENDING, name="reboot", timeout=30, params=None):
+    """A command created at `created`, expiring `ttl` seconds later, waiting `timeout` seconds
+    for its answer once sent."""
+    return Command.objects.create(
+        device=device, name=name, params=params or {}, ttl=ttl, timeout=timeout, created=created, status=status
+    )
 
 
 def reloaded(command):
@@ -45,23 +52,28 @@ def at(seconds):
 
 
 def test_a_new_command_is_pending_and_expires_after_its_ttl(online, owner):
-    command = create_command(online.pk, owner, "set_interval", {"seconds": 5}, 30)
+    command = create_command(online.pk, owner, "set_interval", {"seconds": 5}, 30, 7)
     stored = reloaded(command)
-    assert (stored.device_id, stored.name, stored.params, stored.created_by, stored.status) == (
-        "online-1", "set_interval", {"seconds": 5}, owner, Status.PENDING
+    assert (stored.device_id, stored.name, stored.params, stored.created_by, stored.status, stored.timeout) == (
+        "online-1", "set_interval", {"seconds": 5}, owner, Status.PENDING, 7
     )
     assert stored.expires_at == stored.created + timedelta(seconds=30)
-    assert (stored.sent_at, stored.finished_at, stored.result, stored.error) == (None, None, None, "")
+    assert (stored.sent_at, stored.answer_by, stored.finished_at, stored.result, stored.error) == (None, None, None, None, "")
+
+
+def test_a_new_commands_timeout_defaults_to_the_setting(online, owner, settings):
+    settings.COMMAND_DEFAULT_TIMEOUT = 17
+    assert reloaded(create_command(online.pk, owner, "ping", {}, 30)).timeout == 17
 
 
 # Claiming for sending.
 
 
 def test_a_pending_command_of_an_online_device_is_claimed_and_marked_sent(online):
-    command = make_command(online)
+    command = make_command(online, timeout=30)
     claimed = claim_for_sending(command.pk, at(1))
-    assert (claimed.pk, claimed.status, claimed.sent_at) == (command.pk, Status.SENT, at(1))
-    assert (reloaded(command).status, reloaded(command).sent_at) == (Status.SENT, at(1))
+    assert (claimed.pk, claimed.status, claimed.sent_at, claimed.answer_by) == (command.pk, Status.SENT, at(1), at(31))
+    assert (reloaded(command).status, reloaded(command).sent_at, reloaded(command).answer_by) == (Status.SENT, at(1), at(31))
 
 
 @pytest.mark.parametrize("device_online, now, status", [
@@ -97,7 +109,7 @@ def test_a_released_command_is_pending_again_and_can_be_claimed_again(online):
     command = make_command(online)
     claim_for_sending(command.pk, at(1))
     release(command.pk)
-    assert (reloaded(command).status, reloaded(command).sent_at) == (Status.PENDING, None)
+    assert (reloaded(command).status, reloaded(command).sent_at, reloaded(command).answer_by) == (Status.PENDING, None, None)
     assert claim_for_sending(command.pk, at(2)).sent_at == at(2)
 
 
@@ -141,6 +153,32 @@ def test_expire_due_expires_only_pending_commands_whose_ttl_ran_out(online, offl
     assert [reloaded(c).status for c in (due, due_now, waiting, sent, answered)] == [
         Status.EXPIRED, Status.EXPIRED, Status.PENDING, Status.SENT, Status.SUCCEEDED
     ]
+
+
+def test_expire_due_expires_sent_commands_unanswered_by_their_timeout(online):
+    late = make_command(online, timeout=5)
+    claim_for_sending(late.pk, at(1))  # to be answered by at(6)
+    on_time = make_command(online, timeout=5)
+    claim_for_sending(on_time.pk, at(2))  # by at(7)
+
+    assert expire_due(at(5)) == []
+    expired = expire_due(at(6))
+    assert [command.pk for command in expired] == [late.pk]
+    assert (expired[0].status, expired[0].finished_at, expired[0].sent_at) == (Status.EXPIRED, at(6), at(1))
+    assert "no answer within its timeout of 5 s" in expired[0].error
+    assert reloaded(on_time).status == Status.SENT
+
+    # Its answer, come late, is refused as an answer to no command awaiting one.
+    assert record_result("online-1", CommandResult(late.pk, True, result="late")) is None
+    assert reloaded(late).status == Status.EXPIRED
+    assert record_result("online-1", CommandResult(on_time.pk, True)).status == Status.SUCCEEDED
+    assert expire_due(at(100)) == []
+
+
+def test_a_pending_command_expires_with_its_reason(offline):
+    make_command(offline, ttl=10)
+    (expired,) = expire_due(at(10))
+    assert "not sent: its device was not online within its ttl of 10 s" in expired.error
 
 
 def test_a_command_is_expired_once(online):
@@ -197,3 +235,20 @@ def test_an_answer_from_another_device_is_refused(online, offline):
     command = make_command(online, status=Status.SENT)
     assert record_result("offline-1", CommandResult(command.pk, True)) is None
     assert reloaded(command).status == Status.SENT
+
+
+# A command stored before params were checked.
+
+
+def test_a_sent_command_the_hub_cannot_encode_is_failed_with_the_reason(online):
+    command = make_command(online, params={"n": 2**70})
+    claim_for_sending(command.pk, at(1))
+    failed = fail_unsendable(command.pk, "cannot encode", at(2))
+    assert (failed.status, failed.error, failed.finished_at) == (Status.FAILED, "cannot encode", at(2))
+    assert fail_unsendable(command.pk, "again", at(3)) is None  # it is no longer sent
+
+
+def test_its_frame_still_tells_its_status(online):
+    command = make_command(online, params={"n": 2**70, "deep": [[[[1]]]]}, status=Status.FAILED)
+    frame = orjson.loads(command_event(command)["frame"])
+    assert (frame["id"], frame["status"], frame["params"]) == (str(command.pk), "failed", None)
