@@ -47,12 +47,15 @@ def check_params(name, params):
 
 
 def create_command(device_id, user, name, params, ttl, timeout=None):
-    """A pending command, recorded with its sender for the audit trail. Its params are
-    checked by the caller (check_params), where they come in."""
-    return Command.objects.create(
-        device_id=device_id, created_by=user, created_by_name=user.get_username(), name=name, params=params, ttl=ttl,
-        timeout=settings.COMMAND_DEFAULT_TIMEOUT if timeout is None else timeout,
+    """A pending command, recorded with its sender for the audit trail; `timeout` None: the
+    setting's. Its params are checked by the caller (check_params), where they come in."""
+    command = Command(
+        device_id=device_id, created_by=user, created_by_name=user.get_username(), name=name, params=params, ttl=ttl
     )
+    if timeout is not None:
+        command.timeout = timeout
+    command.save(force_insert=True)
+    return command
 
 
 def request_fingerprint(device_id, name, params, ttl, timeout):

@@ -68,6 +68,10 @@ class BrokerAccount(models.Model):
         return f"{self.username} ({self.role})"
 
 
+def default_command_timeout():
+    return settings.COMMAND_DEFAULT_TIMEOUT
+
+
 class Command(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending"
@@ -86,7 +90,9 @@ class Command(models.Model):
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     ttl = models.PositiveIntegerField(help_text="Seconds the command may wait for its device to come online.")
-    timeout = models.PositiveIntegerField(help_text="Seconds a sent command waits for its device's answer.")
+    timeout = models.PositiveIntegerField(
+        default=default_command_timeout, help_text="Seconds a sent command waits for its device's answer."
+    )
     created = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
     sent_at = models.DateTimeField(null=True, blank=True)

@@ -48,12 +48,12 @@ def command_ttls(settings):
     pytest.param(frame(action="unsubscribe", devices=["d1"]), Unsubscribe(frozenset({"d1"})), id="unsubscribe"),
     pytest.param(frame(action="unsubscribe", devices="*"), Unsubscribe(ALL_DEVICES), id="unsubscribe-star"),
     pytest.param(frame(action="command", device="d1", name="reboot", params={}, ttl=60),
-                 SendCommand("d1", "reboot", {}, 60), id="command"),
+                 SendCommand("d1", "reboot", {}, 60, 60), id="command"),
     pytest.param(frame(action="command", device="d1", name="set_interval", params={"seconds": 5}, ttl=1),
-                 SendCommand("d1", "set_interval", {"seconds": 5}, 1), id="command-with-params-and-shortest-ttl"),
+                 SendCommand("d1", "set_interval", {"seconds": 5}, 1, 60), id="command-with-params-and-shortest-ttl"),
     pytest.param(frame(action="command", device="d1", name="fw.update-2", ttl=86400),
-                 SendCommand("d1", "fw.update-2", {}, 86400), id="command-longest-ttl-params-default-empty"),
-    pytest.param(frame(action="command", device="d1", name="ping"), SendCommand("d1", "ping", {}, 60),
+                 SendCommand("d1", "fw.update-2", {}, 86400, 60), id="command-longest-ttl-params-default-empty"),
+    pytest.param(frame(action="command", device="d1", name="ping"), SendCommand("d1", "ping", {}, 60, 60),
                  id="command-default-ttl"),
     pytest.param(' { "action" : "subscribe" , "devices" : [ "d1" ] } ', Subscribe(frozenset({"d1"})),
                  id="whitespace-around-json"),
@@ -77,10 +77,10 @@ def test_the_default_ttl_and_the_longest_come_from_settings(settings):
 
 
 @pytest.mark.parametrize("data, expected", [
-    pytest.param(frame(action="command", name="reboot"), SendCommand("boiler-1", "reboot", {}, 60),
+    pytest.param(frame(action="command", name="reboot"), SendCommand("boiler-1", "reboot", {}, 60, 60),
                  id="device-left-out"),
     pytest.param(frame(action="command", device="boiler-1", name="reboot", ttl=5),
-                 SendCommand("boiler-1", "reboot", {}, 5), id="same-device-named"),
+                 SendCommand("boiler-1", "reboot", {}, 5, 60), id="same-device-named"),
 ])
 def test_a_command_on_the_one_device_socket_goes_to_that_device(data, expected):
     assert parse_client_frame(data, default_device="boiler-1") == expected

@@ -108,7 +108,14 @@ def test_valid_subscriptions_come_out_exactly(devices):
     assert parse_client_frame(orjson.dumps({"action": "subscribe", "devices": devices}).decode()) == Subscribe(frozenset(devices))
 
 
-@given(device_ids, keys, st.dictionaries(st.text(max_size=10), values, max_size=5), st.integers(1, 3600))
-def test_valid_commands_come_out_exactly(device, name, params, ttl):
-    frame = {"action": "command", "device": device, "name": name, "params": params, "ttl": ttl}
-    assert parse_client_frame(orjson.dumps(frame).decode()) == SendCommand(device, name, params, ttl)
+# What command params may hold (devices.commands.check_params): no NUL, integers within ±2^53.
+param_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=256)
+param_values = st.one_of(
+    st.booleans(), st.integers(-(2**53 - 1), 2**53 - 1), st.floats(allow_nan=False, allow_infinity=False), param_text,
+)
+
+
+@given(device_ids, keys, st.dictionaries(param_text, param_values, max_size=5), st.integers(1, 3600), st.integers(1, 3600))
+def test_valid_commands_come_out_exactly(device, name, params, ttl, timeout):
+    frame = {"action": "command", "device": device, "name": name, "params": params, "ttl": ttl, "timeout": timeout}
+    assert parse_client_frame(orjson.dumps(frame).decode()) == SendCommand(device, name, params, ttl, timeout)

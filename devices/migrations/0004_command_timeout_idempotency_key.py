@@ -4,15 +4,14 @@ from django.conf import settings
 from django.db import migrations, models
 from django.utils import timezone
 
-# What commands made before the field existed wait for their answer: the setting's default.
-EARLIER_TIMEOUT = 60
+import devices.models
 
 
 def give_sent_commands_a_deadline(apps, schema_editor):
     """Commands sent before and still unanswered would otherwise stay `sent` forever."""
     Command = apps.get_model("devices", "Command")
     for command in Command.objects.filter(status="sent"):
-        command.answer_by = (command.sent_at or timezone.now()) + timedelta(seconds=EARLIER_TIMEOUT)
+        command.answer_by = (command.sent_at or timezone.now()) + timedelta(seconds=command.timeout)
         command.save(update_fields=["answer_by"])
 
 
@@ -28,9 +27,9 @@ class Migration(migrations.Migration):
             model_name="command",
             name="timeout",
             field=models.PositiveIntegerField(
-                default=EARLIER_TIMEOUT, help_text="Seconds a sent command waits for its device's answer."
+                default=devices.models.default_command_timeout,
+                help_text="Seconds a sent command waits for its device's answer.",
             ),
-            preserve_default=False,
         ),
         migrations.AddField(
             model_name="command",
