@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from bridge.protocol import command_payload
 from devices.models import Command, IdempotencyKey
-from devices.payloads import UnsafeJson, check_json
+from devices.payloads import MAX_SAFE_INTEGER, UnsafeJson, check_json
 
 Status = Command.Status
 
@@ -33,10 +33,11 @@ class KeyReused(Exception):
 
 def check_params(name, params):
     """Raises UnsafeJson, saying where and why, for params the hub could not send or a device
-    not parse exactly: what devices.payloads.check_json refuses, or a command payload over
-    HUB_MAX_PAYLOAD_BYTES."""
+    not parse exactly: what devices.payloads.check_json refuses, any number beyond ±2^53
+    (stored as jsonb, a large float comes back as a larger integer), or a command payload
+    over HUB_MAX_PAYLOAD_BYTES."""
     try:
-        check_json(params)
+        check_json(params, max_float=MAX_SAFE_INTEGER)
     except UnsafeJson as exc:
         raise UnsafeJson(f"params: {exc}") from None
     size = len(command_payload(uuid.UUID(int=0), name, params))

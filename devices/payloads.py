@@ -17,11 +17,14 @@ class UnsafeJson(ValueError):
     """A document the hub will not take; the message says where and why."""
 
 
-def check_json(document, *, max_depth=MAX_DEPTH, max_integer=MAX_SAFE_INTEGER):
+def check_json(document, *, max_depth=MAX_DEPTH, max_integer=MAX_SAFE_INTEGER, max_float=math.inf):
     """Raises UnsafeJson for the first problem found: nesting deeper than `max_depth` objects
-    and arrays, a NUL character in a string or key, a number that is not finite or an integer
-    beyond ±`max_integer`, or a value JSON has no type for. Iterative: a deep document cannot
-    exhaust Python's stack here."""
+    and arrays, a NUL character in a string or key, a number that is not finite, an integer
+    beyond ±`max_integer` or a float beyond ±`max_float`, or a value JSON has no type for.
+    Iterative: a deep document cannot exhaust Python's stack here.
+
+    (PostgreSQL's jsonb writes a float back without its exponent: 1e300 is read back as an
+    integer of 301 digits. Documents stored as jsonb and sent on bound floats too.)"""
     stack = [(document, 0, "")]
     while stack:
         value, depth, path = stack.pop()
@@ -46,5 +49,7 @@ def check_json(document, *, max_depth=MAX_DEPTH, max_integer=MAX_SAFE_INTEGER):
         elif isinstance(value, float):
             if not math.isfinite(value):
                 raise UnsafeJson(f"{path or 'the document'}: a number that is not finite")
+            if abs(value) > max_float:
+                raise UnsafeJson(f"{path or 'the document'}: a number beyond ±{max_float:.0f}")
         else:
             raise UnsafeJson(f"{path or 'the document'}: {type(value).__name__} is not a JSON value")

@@ -54,11 +54,14 @@ def post(client, body, key=None, raw=None):
 
 # Each a body the API's JSON parser takes (Python's json reads NaN and integers of any width)
 # but the hub could not send: orjson refuses integers beyond 64 bits and nesting deeper than
-# 254, a device's parser loses integers beyond 2^53, PostgreSQL refuses NUL.
+# 254, a device's parser loses integers beyond 2^53, PostgreSQL refuses NUL and reads 1e300
+# back from jsonb as an integer of 301 digits.
 BAD_PARAMS = [
     (b'{"name": "reboot", "params": {"n": 123456789012345678901234567890}}', "an integer beyond"),
     (b'{"name": "reboot", "params": {"n": 9007199254740993}}', "an integer beyond"),
     (b'{"name": "reboot", "params": {"n": -9007199254740993}}', "an integer beyond"),
+    (b'{"name": "reboot", "params": {"n": 1e300}}', "a number beyond"),
+    (b'{"name": "reboot", "params": {"n": -9007199254740994.0}}', "a number beyond"),
     (b'{"name": "reboot", "params": {"n": NaN}}', "not finite"),
     (b'{"name": "reboot", "params": {"n": Infinity}}', "not finite"),
     (b'{"name": "reboot", "params": {"n": "a\\u0000b"}}', "NUL"),
@@ -66,7 +69,7 @@ BAD_PARAMS = [
     (json.dumps({"name": "reboot", "params": {"deep": nested(32)}}).encode(), "nested deeper than 32"),
     (json.dumps({"name": "reboot", "params": {"blob": "x" * 70_000}}).encode(), "the limit is 65536"),
 ]
-BAD_IDS = ["int-128", "int-2^53+2", "int-negative", "nan", "infinity", "nul", "depth-300", "depth-33", "too-large"]
+BAD_IDS = ["int-128", "int-2^53+2", "int-negative", "float-1e300", "float-negative", "nan", "infinity", "nul", "depth-300", "depth-33", "too-large"]
 
 
 @pytest.mark.parametrize("raw, reason", BAD_PARAMS, ids=BAD_IDS)
@@ -79,7 +82,7 @@ def test_params_the_hub_cannot_send_are_refused_with_400_and_the_reason(api, raw
 
 
 def test_params_at_the_bounds_are_taken(api):
-    params = {"deep": nested(30), "big": 2**53 - 1, "small": -(2**53 - 1), "text": "x" * 60_000, "f": 1e300}
+    params = {"deep": nested(30), "big": 2**53 - 1, "small": -(2**53 - 1), "text": "x" * 60_000, "f": 1.5e15, "tiny": -1e-300}
     response = post(api, {"name": "reboot", "params": params})
     assert response.status_code == 201, response.content
     assert Command.objects.get().params == params

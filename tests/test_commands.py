@@ -13,6 +13,8 @@ from devices.commands import (
 from devices.models import Command
 from telemetry.events import command_event
 
+pytestmark = pytest.mark.postgres
+
 T0 = datetime(2025, 11, 24, 12, 0, tzinfo=dt_timezone.utc)
 Status = Command.Status
 
