@@ -23,6 +23,7 @@ def device(request, device_id):
             "canCommand": access.can_command(request.user, device.pk),
             "maxPoints": settings.API_MAX_POINTS,
             "defaultTtl": settings.COMMAND_DEFAULT_TTL,
+            "defaultTimeout": settings.COMMAND_DEFAULT_TIMEOUT,
         },
     }
     return render(request, "telemetry/device.html", context)

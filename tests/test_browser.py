@@ -134,6 +134,28 @@ def test_a_command_from_the_page_reaches_the_device_and_its_result_shows(signed_
     sensor.go_offline()
 
 
+def test_a_command_the_device_never_answers_shows_expired_with_its_reason(signed_in, live_hub, device):
+    sensor = Device(live_hub.mqtt_url, device.id, device.mqtt_password).connect()
+    signed_in.goto(f"/devices/{device.id}/")
+    expect(signed_in.locator("#status")).to_have_text("online")
+
+    signed_in.get_by_label("Name").fill("reboot")
+    signed_in.get_by_label("Timeout (seconds)").fill("1")
+    signed_in.get_by_role("button", name="Send").click()
+    command = sensor.next_command()  # and never answered
+    item = signed_in.locator(f'li[data-command="{command["id"]}"]')
+    expect(item).to_have_attribute("data-status", "expired")
+    expect(item.locator(".outcome")).to_have_text("sent, but no answer within its timeout of 1 s")
+    expect(item).to_contain_text("timeout 1 s")
+
+    # Params the hub could not send are refused where they are typed in.
+    signed_in.get_by_label("Params (JSON)").fill('{"n": 1e300}')
+    signed_in.get_by_role("button", name="Send").click()
+    expect(signed_in.locator("#command-error")).to_contain_text("params: n: a number beyond")
+    sensor.no_command(within=0.5)
+    sensor.go_offline()
+
+
 def test_another_user_cannot_open_the_device_page(chromium, live_hub, device, make_user):
     stranger = make_user(unique_id("stranger"))
     context = chromium.new_context(base_url=live_hub.url)

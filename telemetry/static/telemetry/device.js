@@ -181,13 +181,14 @@ function showCommand(frame) {
     commands.set(frame.id, item);
     commandList.prepend(item);
   }
-  const outcome = frame.status === "failed" ? frame.error : frame.result;
+  // Failed and expired commands say why in `error`.
+  const outcome = frame.status === "failed" || frame.status === "expired" ? frame.error : frame.result;
   item.dataset.status = frame.status;
   item.replaceChildren(
     element("span", { class: `state ${frame.status}`, text: frame.status }),
     element("strong", { text: frame.name }), " ",
     element("code", { text: JSON.stringify(frame.params) }),
-    element("div", { class: "muted", text: new Date(frame.created).toLocaleString() }),
+    element("div", { class: "muted", text: `${new Date(frame.created).toLocaleString()} · ttl ${frame.ttl} s · timeout ${frame.timeout} s` }),
     ...(outcome == null ? [] : [element("code", { class: "outcome", text: typeof outcome === "string" ? outcome : JSON.stringify(outcome) })]),
   );
 }
@@ -225,7 +226,9 @@ commandForm?.addEventListener("submit", (event) => {
     showCommandError(`Params: ${error.message}`);
     return;
   }
-  const sent = socket.send({ action: "command", name: form.get("name"), params, ttl: Number(form.get("ttl")) });
+  const sent = socket.send({
+    action: "command", name: form.get("name"), params, ttl: Number(form.get("ttl")), timeout: Number(form.get("timeout")),
+  });
   showCommandError(sent ? "" : "Not connected; try again in a moment.");
 });
 
