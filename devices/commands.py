@@ -73,7 +73,8 @@ def create_command_once(key, device_id, user, name, params, ttl, timeout):
     commit), its transaction takes its command back, and it returns the winner's."""
     fingerprint = request_fingerprint(device_id, name, params, ttl, timeout)
     now = timezone.now()
-    # Cheap: one indexed DELETE that seldom finds anything.
+    # Cheap: one indexed DELETE that seldom finds anything. Only requests with a key add
+    # rows, and each prunes, so the table holds about a day of them.
     IdempotencyKey.objects.filter(created__lt=now - IDEMPOTENCY_KEY_RETENTION).delete()
     earlier = _earlier_request(user, key, fingerprint)
     if earlier is not None:
@@ -145,11 +146,11 @@ def expire_due(now):
     """Marks expired each command whose wait ran out: pending past its ttl (never sent), or
     sent and unanswered past its timeout. Returns those this call expired."""
     waits = [
-        (Q(status=Status.PENDING, expires_at__lte=now), "not sent: its device was not online within its ttl of {} s", "ttl"),
-        (Q(status=Status.SENT, answer_by__lte=now), "sent, but no answer within its timeout of {} s", "timeout"),
+        (Q(status=Status.PENDING, expires_at__lte=now), "ttl", "not sent: its device was not online within its ttl of {} s"),
+        (Q(status=Status.SENT, answer_by__lte=now), "timeout", "sent, but no answer within its timeout of {} s"),
     ]
     expired = []
-    for due, reason, field in waits:
+    for due, field, reason in waits:
         for pk, seconds in list(Command.objects.filter(due).values_list("pk", field)):
             if Command.objects.filter(due, pk=pk).update(
                 status=Status.EXPIRED, finished_at=now, error=reason.format(seconds)

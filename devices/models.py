@@ -124,7 +124,9 @@ class IdempotencyKey(models.Model):
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     key = models.CharField(max_length=255)
-    fingerprint = models.CharField(max_length=64, help_text="What the request asked for (devices.commands.request_fingerprint).")
+    fingerprint = models.CharField(
+        max_length=64, help_text="What the request asked for (devices.commands.request_fingerprint)."
+    )
     command = models.ForeignKey(Command, on_delete=models.CASCADE, related_name="+")
     created = models.DateTimeField(default=timezone.now, db_index=True)
 

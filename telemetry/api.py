@@ -114,7 +114,20 @@ def list_commands(request, device_id: str, limit: int = Query(50, ge=1, le=500))
     return [command_frame(command) for command in device.commands.order_by("-created")[:limit]]
 
 
-@router.post("/devices/{device_id}/commands/", response={201: CommandOut}, summary="Send a command to a device")
+IDEMPOTENCY_KEY_HEADER = {
+    "in": "header", "name": "Idempotency-Key", "required": False,
+    "description": "Makes retries safe: the same key again within 24 hours gets the first command.",
+    "schema": {"type": "string", "pattern": f"^{IDEMPOTENCY_KEY_RE}$"},
+}
+
+
+@router.post(
+    "/devices/{device_id}/commands/", response={201: CommandOut}, summary="Send a command to a device",
+    openapi_extra={
+        "parameters": [IDEMPOTENCY_KEY_HEADER],
+        "responses": {422: {"description": "The Idempotency-Key was used for another request."}},
+    },
+)
 def send_command(request, device_id: str, payload: CommandIn):
     """The command waits while the device is offline, for at most `ttl` seconds, then once
     sent waits `timeout` seconds for its answer; its status moves on as the websockets show

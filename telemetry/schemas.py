@@ -67,7 +67,9 @@ class CommandOut(Schema):
     name: str
     params: dict[str, Any]
     sent_by: str | None = Field(description="The username of who sent it, kept when the user is deleted.")
-    status: str = Field(description="pending, sent, succeeded, failed or expired (never sent within its ttl, or sent and unanswered within its timeout).")
+    status: str = Field(
+        description="pending, sent, succeeded, failed or expired (not sent within its ttl, or not answered within its timeout)."
+    )
     ttl: int
     timeout: int
     created: int
