@@ -53,8 +53,8 @@ class CommandAdmin(admin.ModelAdmin):
     search_fields = ["device__id", "name", "created_by_name"]
     date_hierarchy = "created"
     list_select_related = ["device"]
-    fields = ["id", "device", "name", "params", "created_by_name", "created_by", "status", "ttl",
-              "created", "expires_at", "sent_at", "finished_at", "result", "error"]
+    fields = ["id", "device", "name", "params", "created_by_name", "created_by", "status", "ttl", "timeout",
+              "created", "expires_at", "sent_at", "answer_by", "finished_at", "result", "error"]
 
     @admin.display(description="sent by", ordering="created_by_name")
     def sent_by(self, command):
