@@ -98,13 +98,26 @@ def parse_keys(keys):
     return key_list
 
 
+# A cell starting with one of these is a formula to a spreadsheet (OWASP, "CSV Injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_text(cell):
+    """A string cell as a spreadsheet shows it, never runs it: one that starts like a formula
+    gets a leading single quote. Numbers and booleans stay as they are."""
+    if isinstance(cell, str) and cell.startswith(FORMULA_STARTS):
+        return "'" + cell
+    return cell
+
+
 def csv_response(device_id, columns, series):
+    """The series as CSV: every text cell quoted, numbers bare, so a number stays a number."""
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{device_id}-readings.csv"'
-    writer = csv.writer(response)
+    writer = csv.writer(response, quoting=csv.QUOTE_NONNUMERIC)
     writer.writerow(["device", "key", *columns])
     for item in series:
-        writer.writerows([device_id, item.key, *point] for point in item.points)
+        writer.writerows([spreadsheet_text(cell) for cell in (device_id, item.key, *point)] for point in item.points)
     return response
 
 

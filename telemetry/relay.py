@@ -88,7 +88,8 @@ class LiveRelay:
             self._hand_out(message["frames"])
         else:
             device_id = message["device"]
-            for consumer in watchers.get(device_id, ()):
+            # A copy: a socket whose followed command just ended stops watching in live_frame().
+            for consumer in tuple(watchers.get(device_id, ())):
                 consumer.live_frame(device_id, message["frame"])
 
     def _hand_out(self, frames):

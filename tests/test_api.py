@@ -190,6 +190,23 @@ def test_readings_export_as_csv(owner_client, sensor):
     ]
 
 
+
+def test_csv_cells_a_spreadsheet_would_run_as_formulas_are_escaped_and_numbers_stay_numbers(owner_client, sensor):
+    """OWASP's CSV injection advice: a cell starting with = + - @ tab or CR gets a leading single
+    quote and is quoted, so a spreadsheet shows it as text."""
+    formula = '=HYPERLINK("http://evil/","x")'
+    store(sensor, (T0, {"note": formula, "temp": -3.5}), (T0 + 1, {"note": "+1"}), (T0 + 2, {"note": "-2"}),
+          (T0 + 3, {"note": "@SUM(A1)"}), (T0 + 4, {"note": "\tx"}), (T0 + 5, {"note": "\rx"}), (T0 + 6, {"note": "fine"}))
+    response = owner_client.get(f"/api/devices/sensor-1/readings?keys=note,temp&from={T0}&to={T0 + 7}&format=csv")
+    lines = response.content.decode().splitlines()
+    assert f'"sensor-1","note",{T0},"\'=HYPERLINK(""http://evil/"",""x"")"' in lines
+    assert f'"sensor-1","temp",{T0},-3.5' in lines  # a number, unquoted and unescaped
+    rows = list(csv.reader(io.StringIO(response.content.decode())))
+    assert [row[3] for row in rows if row[1] == "note"] == [
+        "'" + formula, "'+1", "'-2", "'@SUM(A1)", "'\tx", "'\rx", "fine"
+    ]
+
+
 # Commands.
 
 

@@ -73,6 +73,7 @@ def test_the_fleet_page_shows_a_device_going_online_when_it_connects(signed_in, 
     signed_in.goto("/")
     row = signed_in.locator(f'tr[data-device="{device.id}"]')
     expect(row.locator(".status")).to_have_text("offline")
+    expect(row.get_by_role("link")).to_have_text("Boiler room")  # the name, the id below it
     sensor = Device(live_hub.mqtt_url, device.id, device.mqtt_password).connect()
     expect(row.locator(".status")).to_have_text("online")
     sensor.send_reading({"temp": 21.5, "hum": 40})

@@ -497,6 +497,28 @@ async def test_the_sender_not_watching_the_device_sees_its_command_change_status
     await communicator.disconnect()
 
 
+
+async def test_when_a_followed_command_finishes_every_socket_watching_its_device_gets_the_final_frame(people):
+    """The follower stops following while the relay hands the frame out: the others still get it."""
+    layer = get_channel_layer()
+    follower = await connect("/ws/fleet/", people["owner"])
+    await follower.send_json_to({"action": "command", "device": "d1", "name": "reboot"})
+    shown = await follower.receive_json_from(timeout=2)
+    watchers = [await connect("/ws/devices/d1/", people[who]) for who in ("member", "owner", "staff")]
+    for watcher in watchers:
+        await watcher.receive_json_from(timeout=2)  # the snapshot
+    command = await sync_to_async(Command.objects.get)(pk=shown["id"])
+    command.status, command.finished_at = "succeeded", timezone.now()
+    relay_for(layer).dispatch(events.command_event(command))  # as the relay's loop does
+    for communicator in (follower, *watchers):
+        (final,) = await frames(communicator)
+        assert (final["id"], final["status"]) == (shown["id"], "succeeded")
+    assert len(relay_for(layer).watchers["d1"]) == 3  # the follower's command has ended: it left
+    for communicator in (follower, *watchers):
+        await communicator.disconnect()
+    assert dict(relay_for(layer).watchers) == {}
+
+
 # Slow sockets.
 
 

@@ -15,8 +15,9 @@ let orderChanged = false;
 let frameRequested = false;
 
 function row(device) {
-  const link = element("a", { href: `/devices/${encodeURIComponent(device.id)}/`, text: device.name || device.id });
+  const link = element("a", { href: `/devices/${encodeURIComponent(device.id)}/` });
   const cells = {
+    name: link,
     status: element("span", { class: "status" }),
     seen: element("span", { class: "ago" }),
     values: element("div", { class: "values" }),
@@ -68,6 +69,9 @@ function render() {
   const now = Date.now();
   for (const device of dirty) {
     const { cells } = device;
+    // The row is made before the snapshot's fields are copied in: the name comes here.
+    const name = device.name || device.id;
+    if (cells.name.textContent !== name) cells.name.textContent = name;
     const statusText = device.online ? "online" : "offline";
     if (cells.status.textContent !== statusText) {
       cells.status.textContent = statusText;
