@@ -228,6 +228,10 @@ DEVICE_MAX_BYTES_PER_SECOND = env_int("HUB_DEVICE_MAX_BYTES_PER_SECOND", 262144,
 # Dashboards and commands.
 WS_MAX_PENDING_FRAMES = env_int("HUB_WS_MAX_PENDING_FRAMES", 500, minimum=1)
 WS_MAX_CONNECTING = env_int("HUB_WS_MAX_CONNECTING", 32, minimum=1)
+# What one dashboard socket may send (telemetry.inbound); a frame is at most 64 KiB.
+WS_MAX_FRAMES_PER_SECOND = env_int("HUB_WS_MAX_FRAMES_PER_SECOND", 10, minimum=1)
+WS_MAX_BYTES_PER_SECOND = env_int("HUB_WS_MAX_BYTES_PER_SECOND", 65536, minimum=1)
+WS_BURST_SECONDS = env_int("HUB_WS_BURST_SECONDS", 5, minimum=1)
 COMMAND_DEFAULT_TTL = env_int("HUB_COMMAND_DEFAULT_TTL", 60, minimum=1)
 COMMAND_MAX_TTL = env_int("HUB_COMMAND_MAX_TTL", 86400, minimum=1)
 # Seconds a sent command waits for its device's answer before it ends `expired`.

@@ -13,14 +13,17 @@ from devices.commands import create_command
 from telemetry import events
 from telemetry.announce import announce_command
 from telemetry.frames import ALL_DEVICES, FrameError, SendCommand, Subscribe, Unsubscribe, parse_client_frame
+from telemetry.inbound import DROPPED, EXCEEDED, REFUSED, InboundBudget, utf8_size
 from telemetry.outbox import MAX_MESSAGE_CHARS, Outbox
 from telemetry.pacing import SendPace
+from telemetry.recheck import Grant
 from telemetry.relay import relay_for
 
 UNAUTHENTICATED = 4401
 FINISHED_STATUSES = {"succeeded", "failed", "expired"}
 SNAPSHOTS_PER_MESSAGE = 500
 FORBIDDEN = 4403
+POLICY_VIOLATION = 1008
 BATCH_OVERHEAD = len('{"type":"batch","frames":[]}')
 # How long after its snapshot a socket skips a device's frames that the snapshot holds already.
 # Such a frame was stored before the snapshot was read and reaches the relay within moments.
@@ -45,6 +48,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
     followed = None
     sender = None
     resyncing = None
+    session_key = None  # None: a socket whose scope has no session (a test's), checked by its user
 
     async def connect(self):
         self.channel_layer = get_channel_layer()
@@ -53,6 +57,11 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         if self.user is None or not self.user.is_authenticated:
             await self.close(code=UNAUTHENTICATED)
             return
+        session = self.scope.get("session")
+        self.session_key = session.session_key if session is not None else None
+        self.budget = InboundBudget(
+            settings.WS_MAX_FRAMES_PER_SECOND, settings.WS_MAX_BYTES_PER_SECOND, settings.WS_BURST_SECONDS
+        )
         self.watched = set()
         self.awaiting_snapshot = {}  # device id -> live frames that came while its snapshot was read
         self.snapshot_seqs = {}  # device id -> seq of its snapshot, for SNAPSHOT_OVERLAP_SECONDS
@@ -60,22 +69,66 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         self.followed = {}  # device id -> ids of this socket's commands to a device it does not watch
         self.outbox = Outbox(settings.WS_MAX_PENDING_FRAMES)
         self.sender = asyncio.create_task(self._send_forever())
+        relay_for(self.channel_layer).recheck.add(self)
         await self.opened()
 
     async def opened(self):
         """Called once the socket belongs to a signed-in user."""
 
     async def disconnect(self, code):
+        self._stop()
+
+    def _stop(self):
+        """Stops everything the socket does: sending, watching, following, being re-checked."""
         for task in (self.sender, self.resyncing):
             if task is not None:
                 task.cancel()
-        if self.watched:
-            await self.unwatch(list(self.watched))
-        if self.followed:
-            relay_for(self.channel_layer).unwatch(self, list(self.followed))
+        if self.watched is None:
+            return
+        relay = relay_for(self.channel_layer)
+        relay.unwatch(self, list(self.watched | set(self.followed)))
+        relay.recheck.discard(self)
+        self.watched = None
+
+    async def end(self, code):
+        """Closes the socket from the server's side; nothing more is sent or handled."""
+        self._stop()
+        await self.close(code=code)
+
+    # Access re-checked while the socket is open (telemetry.recheck).
+
+    def grant(self):
+        return Grant(self.session_key, self.user.pk, frozenset(self.watched | self.followed.keys()))
+
+    async def signed_out(self):
+        """The socket's session or user no longer holds."""
+        await self.end(UNAUTHENTICATED)
+
+    async def forbid(self, device_ids):
+        """Takes devices its user may no longer watch from the socket, and says so."""
+        watched = [device_id for device_id in device_ids if device_id in self.watched]
+        followed = [device_id for device_id in device_ids if self.followed.pop(device_id, None) is not None]
+        if not watched and not followed:
+            return
+        await self.unwatch(watched)
+        relay_for(self.channel_layer).unwatch(self, followed)
+        gone = sorted(watched + followed)
+        await self.send(text_data=events.error_frame("forbidden", "you may no longer watch these devices", devices=gone))
 
     async def receive(self, text_data=None, bytes_data=None):
         if self.watched is None:
+            return
+        # Counted before anything else is done with the frame: see telemetry.inbound.
+        verdict = self.budget.spend(utf8_size(text_data) if text_data is not None else len(bytes_data))
+        if verdict == REFUSED:
+            detail = (f"at most {settings.WS_MAX_FRAMES_PER_SECOND} frames and {settings.WS_MAX_BYTES_PER_SECOND} "
+                      "bytes a second: frames are dropped until then, and the socket closed if more keep coming")
+            await self.send(text_data=events.error_frame("rate_limited", detail))
+            return
+        if verdict == DROPPED:
+            return
+        if verdict == EXCEEDED:
+            await self.end(POLICY_VIOLATION)
             return
         try:
             action = parse_client_frame(text_data if text_data is not None else bytes_data, self.command_device)
@@ -246,6 +299,14 @@ class DeviceConsumer(DashboardConsumer):
             await self.close(code=FORBIDDEN)
             return
         await self.watch([self.command_device])
+
+    async def forbid(self, device_ids):
+        """The socket's one device: it is told, as when it opens, and closed."""
+        if self.command_device not in device_ids:
+            return
+        detail = f"you may no longer watch {self.command_device}"
+        await self.send(text_data=events.error_frame("forbidden", detail, device=self.command_device))
+        await self.end(FORBIDDEN)
 
 
 class FleetConsumer(DashboardConsumer):

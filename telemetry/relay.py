@@ -21,6 +21,7 @@ import weakref
 from collections import defaultdict
 
 from telemetry.events import LIVE_GROUP, probe_event
+from telemetry.recheck import AccessRecheck
 from telemetry.snapshots import SnapshotReader
 
 logger = logging.getLogger("telemetry.relay")
@@ -51,6 +52,8 @@ class LiveRelay:
         self.seqs = {}  # watched device id -> seq of the last readings frame relayed
         # The sockets' snapshots, read together: they must line up with the frames relayed.
         self.snapshots = SnapshotReader()
+        # The process's sockets, their access checked again now and then.
+        self.recheck = AccessRecheck()
         self.id = uuid.uuid4().hex
         self._probe_sent = 0
         self._probe_back = asyncio.Event()
