@@ -30,27 +30,37 @@ class WriteGate:
 
 class WriteGateMiddleware:
     """Puts a WriteGate for the socket's connection in the scope as `write_gate`, under daphne
-    (elsewhere there is none, and consumers send without waiting)."""
+    (elsewhere there is none, and consumers send without waiting); and daphne's connection
+    itself as `daphne_connection`, for the one thing ASGI cannot get through daphne (see
+    close_with_policy_violation())."""
 
     def __init__(self, inner):
         self.inner = inner
 
     async def __call__(self, scope, receive, send):
-        transport = daphne_transport(send)
-        if transport is not None:
+        connection = daphne_connection(send)
+        if connection is not None:
+            transport = connection.transport
             gate = WriteGate()
             # The upgraded connection's producer is still daphne's HTTP channel, which only
             # pauses reading from the client when writes back up: the gate takes its place.
             transport.unregisterProducer()
             transport.registerProducer(gate, True)
-            scope = {**scope, "write_gate": gate}
+            scope = {**scope, "write_gate": gate, "daphne_connection": connection}
         return await self.inner(scope, receive, send)
 
 
-def daphne_transport(send):
-    """The Twisted transport of the connection behind daphne's `send`, which is
+def daphne_connection(send):
+    """The websocket connection (an autobahn protocol) behind daphne's `send`, which is
     functools.partial(server.handle_reply, protocol); None under any other server."""
     if not isinstance(send, functools.partial) or not send.args:
         return None
-    transport = getattr(send.args[0], "transport", None)
-    return transport if hasattr(transport, "registerProducer") else None
+    connection = send.args[0]
+    return connection if hasattr(getattr(connection, "transport", None), "registerProducer") else None
+
+
+def close_with_policy_violation(connection, reason):
+    """Closes a daphne websocket with 1008, which autobahn refuses from an application's
+    websocket.close (only 1000 and 3000-4999 there): the close frame is sent as autobahn
+    sends its own, and the connection then ends as any closed one does."""
+    connection.sendCloseFrame(code=1008, reasonUtf8=reason.encode(), isReply=False)

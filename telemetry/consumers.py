@@ -12,6 +12,7 @@ from devices import access
 from devices.commands import create_command
 from telemetry import events
 from telemetry.announce import announce_command
+from telemetry.backpressure import close_with_policy_violation
 from telemetry.frames import ALL_DEVICES, FrameError, SendCommand, Subscribe, Unsubscribe, parse_client_frame
 from telemetry.inbound import DROPPED, EXCEEDED, REFUSED, InboundBudget, utf8_size
 from telemetry.outbox import MAX_MESSAGE_CHARS, Outbox
@@ -90,10 +91,14 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         relay.recheck.discard(self)
         self.watched = None
 
-    async def end(self, code):
+    async def end(self, code, reason="policy violation"):
         """Closes the socket from the server's side; nothing more is sent or handled."""
         self._stop()
-        await self.close(code=code)
+        connection = self.scope.get("daphne_connection")  # telemetry.backpressure
+        if code == POLICY_VIOLATION and connection is not None:
+            close_with_policy_violation(connection, reason)
+        else:
+            await self.close(code=code)
 
     # Access re-checked while the socket is open (telemetry.recheck).
 
@@ -128,7 +133,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         if verdict == DROPPED:
             return
         if verdict == EXCEEDED:
-            await self.end(POLICY_VIOLATION)
+            await self.end(POLICY_VIOLATION, "frames over the rate limit")
             return
         try:
             action = parse_client_frame(text_data if text_data is not None else bytes_data, self.command_device)
