@@ -3,6 +3,9 @@
 The owner and staff may watch and command a device; members of a group the device is
 shared with may watch it only. Anyone else learns nothing, not even that it exists.
 """
+from collections import defaultdict
+
+from django.contrib.auth import get_user_model
 from django.db.models import Q
 
 from devices.models import Device
@@ -36,25 +39,26 @@ def can_command(user, device_id):
 
 
 def watchable_ids_by_user(users, device_ids):
-    """{user id: the ids among `device_ids` that user may watch}, for many users in two queries:
-    visible_devices()'s rule, for re-checking every open socket at once. `users` must be fresh
-    from the database."""
+    """{user id: the ids among `device_ids` that user may watch}, for many users in three
+    queries: visible_devices()'s rule (owner, group member, staff) worked out from the devices'
+    owners, the groups they are shared with and the users' groups, to re-check every open
+    socket at once. `users` must be fresh from the database."""
     allowed = {user.pk: set() for user in users}
     watching = [user for user in users if user.is_authenticated and user.is_active]
-    staff = [user.pk for user in watching if user.is_staff]
+    if not watching:
+        return allowed
+    owners = dict(Device.objects.filter(pk__in=device_ids).values_list("pk", "owner_id"))
     others = {user.pk for user in watching if not user.is_staff}
-    if staff:
-        existing = set(Device.objects.filter(pk__in=device_ids).values_list("pk", flat=True))
-        for user_id in staff:
-            allowed[user_id] = set(existing)
-    if others:
-        rows = (
-            Device.objects.filter(pk__in=device_ids)
-            .filter(Q(owner__in=others) | Q(groups__user__in=others))
-            .values_list("pk", "owner_id", "groups__user")
-        )
-        for device_id, owner_id, member_id in rows:
-            for user_id in (owner_id, member_id):
-                if user_id in others:
-                    allowed[user_id].add(device_id)
+    shared = defaultdict(set)  # group id -> its devices among device_ids
+    for device_id, group_id in Device.groups.through.objects.filter(device_id__in=owners).values_list("device_id", "group_id"):
+        shared[group_id].add(device_id)
+    memberships = get_user_model().groups.through.objects.filter(user_id__in=others, group_id__in=shared)
+    for user_id, group_id in memberships.values_list("user_id", "group_id"):
+        allowed[user_id] |= shared[group_id]
+    for device_id, owner_id in owners.items():
+        if owner_id in others:
+            allowed[owner_id].add(device_id)
+    for user in watching:
+        if user.is_staff:
+            allowed[user.pk] = set(owners)
     return allowed
