@@ -91,6 +91,7 @@ def main():
                                    "5_s_after": round(stack.meter.rss["daphne"] / MIB)},
                 "daphne_cpu_seconds": round(cpu, 1), "quiet_socket_got": dict(quiet),
             }))
+            print("command: python -m bench.ws_flood " + " ".join(sys.argv[1:]))
         finally:
             stack.stop()
 

@@ -4,7 +4,7 @@ A socket is signed in when it opens, and a device is checked when the socket ask
 as long as it stays open after that, its user may be deactivated, sign out, change their
 password, or lose a device (removed from the group it is shared with, the device deleted or
 given to another owner). So every RECHECK_SECONDS one task per web process checks all of the
-process's sockets together, in four queries whatever their number (bench.recheck_cost
+process's sockets together, in five queries whatever their number (bench.recheck_cost
 measures it):
 - the sessions still stored and unexpired, and the user and password hash each was signed in
   with: the test of django.contrib.auth.get_user(), done for many sessions at once;
