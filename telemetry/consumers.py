@@ -50,6 +50,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
     sender = None
     resyncing = None
     session_key = None  # None: a socket whose scope has no session (a test's), checked by its user
+    ended = False  # closed from the server's side: what it is still sent is ignored
 
     async def connect(self):
         self.channel_layer = get_channel_layer()
@@ -80,16 +81,19 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         self._stop()
 
     def _stop(self):
-        """Stops everything the socket does: sending, watching, following, being re-checked."""
+        """Stops everything the socket does: sending, watching, following, being re-checked.
+        Run again on disconnect, after any handler that was under way when the socket ended."""
+        self.ended = True
         for task in (self.sender, self.resyncing):
             if task is not None:
                 task.cancel()
         if self.watched is None:
             return
         relay = relay_for(self.channel_layer)
-        relay.unwatch(self, list(self.watched | set(self.followed)))
+        relay.unwatch(self, list(self.watched | self.followed.keys()))
         relay.recheck.discard(self)
-        self.watched = None
+        for held in (self.watched, self.followed, self.awaiting_snapshot, self.snapshot_seqs):
+            held.clear()
 
     async def end(self, code, reason="policy violation"):
         """Closes the socket from the server's side; nothing more is sent or handled."""
@@ -121,7 +125,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=events.error_frame("forbidden", "you may no longer watch these devices", devices=gone))
 
     async def receive(self, text_data=None, bytes_data=None):
-        if self.watched is None:
+        if self.watched is None or self.ended:
             return
         # Counted before anything else is done with the frame: see telemetry.inbound.
         verdict = self.budget.spend(utf8_size(text_data) if text_data is not None else len(bytes_data))
@@ -154,6 +158,8 @@ class DashboardConsumer(AsyncWebsocketConsumer):
     async def watch(self, device_ids):
         """Has the process's live relay hand this socket the devices' frames, then sends their
         snapshots, then the frames that came meanwhile and are newer than the snapshot."""
+        if self.ended:
+            return
         new = [device_id for device_id in device_ids if device_id not in self.watched]
         for device_id in new:
             self.watched.add(device_id)

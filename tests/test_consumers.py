@@ -519,6 +519,38 @@ async def test_when_a_followed_command_finishes_every_socket_watching_its_device
     assert dict(relay_for(layer).watchers) == {}
 
 
+
+# Access re-checked on open sockets (telemetry.recheck; tests/test_socket_access.py over daphne).
+
+
+async def test_a_recheck_closes_the_sockets_of_a_deactivated_user_with_4401_and_forgets_them(people):
+    communicator = await connect("/ws/devices/d1/", people["member"])
+    await communicator.receive_json_from(timeout=2)
+    relay = relay_for(get_channel_layer())
+    await relay.recheck.recheck()
+    assert set(relay.watchers) == {"d1"}  # nothing changed yet
+    await sync_to_async(type(people["member"]).objects.filter(pk=people["member"].pk).update)(is_active=False)
+    await relay.recheck.recheck()
+    assert await communicator.receive_output(timeout=2) == {"type": "websocket.close", "code": 4401}
+    assert dict(relay.watchers) == {} and not relay.recheck.sockets
+
+
+async def test_a_recheck_takes_devices_no_longer_shared_from_a_fleet_socket_which_goes_on(people):
+    communicator = await connect("/ws/fleet/", people["member"])
+    await communicator.send_json_to({"action": "subscribe", "devices": ["d1", "d2"]})
+    assert len(await frames(communicator)) == 2
+    await sync_to_async(lambda: Device.objects.get(pk="d1").groups.clear())()
+    relay = relay_for(get_channel_layer())
+    await relay.recheck.recheck()
+    error = await communicator.receive_json_from(timeout=2)
+    assert (error["type"], error["code"], error["devices"]) == ("error", "forbidden", ["d1"])
+    assert set(relay.watchers) == {"d2"}
+    await publish_readings("d1", 1, {"temp": 1})
+    await publish_readings("d2", 1, {"temp": 2})
+    assert [frame["device"] for frame in await frames(communicator)] == ["d2"]
+    await communicator.disconnect()
+
+
 # Slow sockets.
 
 
