@@ -157,6 +157,16 @@ def test_a_command_the_device_never_answers_shows_expired_with_its_reason(signed
     sensor.go_offline()
 
 
+def test_a_device_given_to_another_owner_leaves_the_open_fleet_page(signed_in, device, make_user):
+    signed_in.goto("/")
+    row = signed_in.locator(f'tr[data-device="{device.id}"]')
+    expect(row).to_be_visible()
+    device.owner = make_user(unique_id("new-owner"))
+    device.save()
+    expect(row).to_have_count(0)  # within the re-check's 5 s (the page's timeout is longer)
+    expect(signed_in.locator("#banner")).to_contain_text("forbidden")
+
+
 def test_another_user_cannot_open_the_device_page(chromium, live_hub, device, make_user):
     stranger = make_user(unique_id("stranger"))
     context = chromium.new_context(base_url=live_hub.url)

@@ -60,8 +60,20 @@ function onFrame(frame) {
   } else if (frame.type === "status") {
     upsert(frame.device, { online: frame.online, lastSeen: frame.ts });
   } else if (frame.type === "error") {
+    if (frame.code === "forbidden" && frame.devices) forget(frame.devices); // access taken away meanwhile
     showBanner(`${frame.code}: ${frame.detail}`);
   }
+}
+
+function forget(ids) {
+  for (const id of ids) {
+    const device = devices.get(id);
+    if (!device) continue;
+    device.row.remove();
+    devices.delete(id);
+    dirty.delete(device);
+  }
+  updateCounts();
 }
 
 function render() {
