@@ -2,7 +2,7 @@
 batched access rule it asks (devices.access.watchable_ids_by_user), which must agree with the
 rule each page and socket asks. tests/test_socket_access.py proves it over daphne."""
 import pytest
-from django.contrib.auth import get_user_model
+from django.contrib.auth import HASH_SESSION_KEY, get_user_model
 from django.contrib.auth.models import Group
 from django.db import connection
 from django.test import Client
@@ -75,3 +75,19 @@ def test_a_recheck_costs_the_same_queries_for_one_socket_or_many(world):
             verdicts(grants, StoredSessions())
         counts.append(len(queries))
     assert counts[0] == counts[1] <= 5
+
+
+def test_the_session_a_password_was_changed_in_holds_with_its_new_hash(world):
+    """django.contrib.auth.update_session_auth_hash writes the new hash into the session the
+    password was changed in; the decoded session kept from before must not hide it."""
+    member = world["member"]
+    changing, other = session_key_of(member), session_key_of(member)
+    grants = [Grant(changing, member.pk, frozenset({"d1"})), Grant(other, member.pk, frozenset({"d1"}))]
+    sessions = StoredSessions()
+    assert verdicts(grants, sessions) == [{"d1"}, {"d1"}]
+    member.set_password("another-pass!")
+    member.save()
+    session = sessions.store_class(changing)
+    session[HASH_SESSION_KEY] = member.get_session_auth_hash()
+    session.save()
+    assert verdicts(grants, sessions) == [{"d1"}, None]
