@@ -14,6 +14,7 @@ A socket whose session or user no longer holds is closed with 4401; a device its
 longer watch is taken from it with a `forbidden` frame.
 """
 import asyncio
+import logging
 from dataclasses import dataclass
 from importlib import import_module
 
@@ -25,6 +26,8 @@ from django.utils.crypto import constant_time_compare
 
 from devices import access
 from hub.tasks import start_supervised
+
+logger = logging.getLogger("telemetry.recheck")
 
 # At most this long plus one re-check's run after a change, a socket still gets what its
 # user may no longer see. The promise is 5 s.
@@ -137,8 +140,11 @@ class AccessRecheck:
         for socket, grant, allowed in zip(sockets, grants, results):
             if socket not in self.sockets:
                 continue  # closed meanwhile
-            if allowed is None:
-                await socket.signed_out()
-            elif allowed != grant.device_ids:
-                await socket.forbid(grant.device_ids - allowed)
+            try:
+                if allowed is None:
+                    await socket.signed_out()
+                elif allowed != grant.device_ids:
+                    await socket.forbid(grant.device_ids - allowed)
+            except Exception:  # one socket's failure must not spare the others
+                logger.exception("access recheck: could not end or restrict a socket of user %s", grant.user_id)
 
