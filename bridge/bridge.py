@@ -5,6 +5,7 @@ sweeper, and the channels worker that receives commands (bridge.worker). Databas
 in channels' database thread.
 """
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -26,6 +27,7 @@ from bridge.protocol import Rejected
 from bridge.rejects import RejectLog
 from devices import commands
 from devices.presence import record_status
+from hub.tasks import start_supervised
 from telemetry import events
 from telemetry.storage import store_samples
 
@@ -36,11 +38,19 @@ DB_RETRY_FIRST_SECONDS = 0.1
 DB_RETRY_MAX_SECONDS = 5.0
 SWEEP_SECONDS = 1.0
 HEARTBEAT_SECONDS = 5.0
+# Status and result messages being handled at once (each holds one small message); past this,
+# as past HUB_BRIDGE_MAX_HELD_READINGS, the bridge stops reading from the broker.
+MAX_BACKGROUND_TASKS = 1000
 
 
 def db_retry_delay(failures):
     """The wait before the next try after `failures` database errors in a row: doubling, capped."""
     return min(DB_RETRY_MAX_SECONDS, DB_RETRY_FIRST_SECONDS * 2 ** (failures - 1))
+
+
+def count_readings(samples):
+    """Readings in parsed samples: one per value."""
+    return sum(len(sample.values) for sample in samples)
 
 
 class PendingReadings:
@@ -51,12 +61,15 @@ class PendingReadings:
         self.messages = Counter()
         self.acks = []
         self.readings = 0
+        self.since = None  # time.monotonic() when the oldest of them was received
 
     def add(self, device_id, samples, mid, qos):
         self.samples[device_id].extend(samples)
         self.messages[device_id] += 1
         self.acks.append((mid, qos))
-        self.readings += sum(len(sample.values) for sample in samples)
+        self.readings += count_readings(samples)
+        if self.since is None:
+            self.since = time.monotonic()
 
     def extend(self, newer):
         for device_id, samples in newer.samples.items():
@@ -64,6 +77,8 @@ class PendingReadings:
         self.messages.update(newer.messages)
         self.acks.extend(newer.acks)
         self.readings += newer.readings
+        if self.since is None:
+            self.since = newer.since
 
     def __bool__(self):
         return bool(self.acks)
@@ -72,7 +87,8 @@ class PendingReadings:
 class Bridge:
     def __init__(self, channel_layer, address, *, client_id, shared_group="", max_payload_bytes=65536,
                  batch_window_ms=2, stats_interval=60, heartbeat_path=None, broker_auth_dir=None,
-                 device_messages_per_second=100, device_bytes_per_second=262144):
+                 device_messages_per_second=100, device_bytes_per_second=262144, max_held_readings=10000,
+                 stall_seconds=30):
         self.channel_layer = channel_layer
         self.address = address
         self.client_id = client_id
@@ -81,6 +97,8 @@ class Bridge:
         self.batch_window = batch_window_ms / 1000
         self.stats_interval = stats_interval
         self.heartbeat_path = heartbeat_path
+        self.max_held_readings = max_held_readings
+        self.stall_seconds = stall_seconds
         self.broker_auth = None
         if broker_auth_dir:
             bridge_login = (address.username, address.password or "") if address.username else None
@@ -90,11 +108,15 @@ class Bridge:
             "rate_limited",
             f"over its budget of {device_messages_per_second} messages and {device_bytes_per_second} bytes a second",
         )
+        self._backlog_full = Rejected(
+            "backlog_full", f"QoS 0, and the bridge holds its maximum of {max_held_readings} readings unstored"
+        )
         self.counts = Counter()
         self.rejects = RejectLog()
         self.receive_clock = ReceiveClock()
         self.mqtt = None
         self._pending = PendingReadings()
+        self._storing = None  # the readings of the flush under way
         self._has_readings = asyncio.Event()
         self._flush_lock = asyncio.Lock()
         self._tasks = []
@@ -102,6 +124,8 @@ class Bridge:
         self._background = set()
         self.live = LiveSender(channel_layer, events.LIVE_GROUP, self.counts)
         self._store_failures = 0  # flushes failed in a row
+        self._swept_at = time.monotonic()  # when the command sweep last completed a pass
+        self._stall = None  # why the heartbeat is not touched, while it is not
 
     @classmethod
     def from_settings(cls, channel_layer, address=None):
@@ -117,6 +141,8 @@ class Bridge:
             broker_auth_dir=settings.BROKER_AUTH_DIR,
             device_messages_per_second=settings.DEVICE_MAX_MESSAGES_PER_SECOND,
             device_bytes_per_second=settings.DEVICE_MAX_BYTES_PER_SECOND,
+            max_held_readings=settings.BRIDGE_MAX_HELD_READINGS,
+            stall_seconds=settings.BRIDGE_STALL_SECONDS,
         )
 
     def subscriptions(self):
@@ -145,16 +171,18 @@ class Bridge:
             self.address, self.client_id, type(self.channel_layer).__name__,
             ", ".join(topic for topic, _ in self.subscriptions()), self.batch_window * 1000,
         )
+        # Each restarted with backoff if it crashes (hub.tasks); the MQTT connection itself runs
+        # here, and if it fails, so does the bridge, and runbridge exits non-zero.
         self._tasks = [
-            asyncio.create_task(self._flush_forever()),
-            asyncio.create_task(self._sweep_commands_forever()),
-            asyncio.create_task(self._report_forever()),
+            start_supervised("flush_loop", self._flush_forever),
+            start_supervised("command_sweep", self._sweep_commands_forever),
+            start_supervised("stats_reporter", self._report_forever),
         ]
-        self._live_task = asyncio.create_task(self.live.run())
+        self._live_task = start_supervised("live_sender", self.live.run, finished=lambda: self.live.closing)
         if self.heartbeat_path:
-            self._tasks.append(asyncio.create_task(self._heartbeat_forever()))
+            self._tasks.append(start_supervised("heartbeat", self._heartbeat_forever))
         if self.broker_auth:
-            self._tasks.append(asyncio.create_task(self.broker_auth.run_forever()))
+            self._tasks.append(start_supervised("broker_auth_sync", self.broker_auth.run_forever))
         await self.mqtt.run()
 
     async def stop(self):
@@ -198,8 +226,13 @@ class Bridge:
                 return
             if len(samples) > 1:
                 self.receive_clock.used(device_id, now_ms + len(samples) - 1)
+            if message.qos == 0 and self.held_readings + count_readings(samples) > self.max_held_readings:
+                # A QoS 1 message would wait at the broker while reading is paused; this one cannot.
+                self._drop(device_id, self._backlog_full, message)
+                return
             self._pending.add(device_id, samples, message.mid, message.qos)
             self._has_readings.set()
+            self._hold_back_if_full()
         elif kind == protocol.STATUS:
             self._in_background(self._handle_status(device_id, message))
         else:
@@ -212,7 +245,46 @@ class Bridge:
     def _in_background(self, coroutine):
         task = asyncio.create_task(coroutine)
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._background_done)
+        self._hold_back_if_full()
+
+    def _background_done(self, task):
+        self._background.discard(task)
+        self._resume_if_room()
+
+    # Bounded memory: while the database is away the backlog waits at the broker, not here.
+
+    @property
+    def held_readings(self):
+        """Readings received and not yet stored: those waiting for the next flush and those of
+        the flush under way (which, if it fails, become waiting ones again)."""
+        held = self._pending.readings
+        if self._storing is not None and self._storing is not self._pending:
+            held += self._storing.readings
+        return held
+
+    def oldest_held_age(self):
+        """Seconds the oldest reading not yet stored has waited; 0 when none waits."""
+        since = [batch.since for batch in (self._pending, self._storing) if batch is not None and batch.since is not None]
+        return time.monotonic() - min(since) if since else 0.0
+
+    def _hold_back_if_full(self):
+        """Stops reading from the broker once the bridge holds its maximum of readings, or of
+        status and result messages: unacknowledged QoS 1 messages then wait in the broker's
+        queue for this session. Reading resumes at half of each."""
+        if self.mqtt.reading_paused:
+            return
+        if self.held_readings >= self.max_held_readings or len(self._background) >= MAX_BACKGROUND_TASKS:
+            self.mqtt.pause_reading()
+            self.counts["paused"] += 1
+            logger.debug("reading paused: holding %d readings and %d status or result messages",
+                         self.held_readings, len(self._background))
+
+    def _resume_if_room(self):
+        if (self.mqtt.reading_paused and self.held_readings <= self.max_held_readings // 2
+                and len(self._background) <= MAX_BACKGROUND_TASKS // 2):
+            self.mqtt.resume_reading()
+            logger.debug("reading resumed: holding %d readings", self.held_readings)
 
     # Readings.
 
@@ -222,7 +294,14 @@ class Bridge:
             await self._has_readings.wait()
             started = time.monotonic()
             async with self._flush_lock:
-                await self._flush()
+                # _flush takes every pending reading at its start: held_readings counts them
+                # until it returns.
+                self._storing = self._pending
+                try:
+                    await self._flush()
+                finally:
+                    self._storing = None
+            self._resume_if_room()
             await asyncio.sleep(max(0.0, self.batch_window - (time.monotonic() - started)))
 
     async def _flush(self):
@@ -331,6 +410,7 @@ class Bridge:
             if self.mqtt.connected.is_set():
                 for command_id in await self._with_db_retry(commands.sendable_ids, now):
                     await self.dispatch_command(command_id)
+            self._swept_at = time.monotonic()
 
     async def _with_db_retry(self, function, *args):
         failures = 0
@@ -351,18 +431,47 @@ class Bridge:
             self.budgets.forget_idle()
             self._log_stats()
 
+    def stalled(self):
+        """Why the bridge is not making progress, or None when it is connected to the broker,
+        no reading has waited more than `stall_seconds` to be stored, and the command sweep
+        completed a pass within `stall_seconds`."""
+        if not self.mqtt.connected.is_set():
+            return "not connected to the broker"
+        waited = self.oldest_held_age()
+        if waited > self.stall_seconds:
+            return f"a reading has waited {waited:.0f} s to be stored"
+        since_sweep = time.monotonic() - self._swept_at
+        if since_sweep > self.stall_seconds + SWEEP_SECONDS:
+            return f"the command sweep has not completed a pass for {since_sweep:.0f} s"
+        return None
+
     async def _heartbeat_forever(self):
-        """Touches the heartbeat file while connected to the broker: health checks read its age."""
+        """Touches the heartbeat file every HEARTBEAT_SECONDS while the bridge makes progress
+        (see stalled()): health checks read its age."""
         self.heartbeat_path.parent.mkdir(parents=True, exist_ok=True)
+        await self.mqtt.connected.wait()  # the first connection: nothing to report before it
         while True:
-            await self.mqtt.connected.wait()
-            self.heartbeat_path.touch()
-            await asyncio.sleep(HEARTBEAT_SECONDS)
+            stall = self.stalled()
+            if stall is None:
+                self.heartbeat_path.touch()
+                if self._stall is not None:
+                    logger.info("heartbeat resumed: connected, storing and sweeping commands again")
+            elif self._stall is None:
+                logger.warning("heartbeat stopped: %s", stall)
+            self._stall = stall
+            if self.mqtt.connected.is_set():
+                await asyncio.sleep(HEARTBEAT_SECONDS)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.mqtt.connected.wait(), HEARTBEAT_SECONDS)
 
     def _log_stats(self):
         rejected = ", ".join(f"{reason}={count}" for reason, count in sorted(self.rejects.counts.items()))
         logger.info(
-            "stats: received=%d stored_readings=%d published=%d live_failed=%d rejected={%s}",
+            "stats: received=%d stored_readings=%d published=%d live_failed=%d rejected={%s} "
+            "held=%d oldest_held_s=%.1f background=%d reading=%s pauses=%d",
             self.counts["received"], self.counts["stored"], self.counts["published"],
-            self.counts["live_failed"], rejected,
+            self.counts["live_failed"], rejected, self.held_readings, self.oldest_held_age(),
+            len(self._background), "paused" if self.mqtt is not None and self.mqtt.reading_paused else "on",
+            self.counts["paused"],
         )

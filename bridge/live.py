@@ -29,6 +29,11 @@ class LiveSender:
         self._failing = False
         self._closing = False
 
+    @property
+    def closing(self):
+        """True once close() was called: run() then returns when what waits is sent."""
+        return self._closing
+
     def publish(self, event):
         """Queues an event for the group; returns at once."""
         if len(self._waiting) >= MAX_WAITING:

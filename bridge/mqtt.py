@@ -75,6 +75,7 @@ class BufferedClient(mqtt.Client):
         self._read_buffer = b""
         self._read_position = 0
         self._may_recv = True
+        self.reading_paused = False
 
     def forget_buffered(self):
         """Drops what was read from a socket that is gone."""
@@ -82,10 +83,27 @@ class BufferedClient(mqtt.Client):
 
     def loop_read_all(self):
         """Reads a chunk from the socket and handles the packets it completes; the rest of a
-        packet cut at the chunk's end waits for the next turn."""
+        packet cut at the chunk's end waits for the next turn. Once reading is paused it stops
+        after the packet in hand: the rest of the chunk waits here for `reading_paused` to clear."""
         self._may_recv = True
-        while self.loop_read() == mqtt.MQTT_ERR_SUCCESS and self._read_position < len(self._read_buffer):
+        while (
+            self.loop_read() == mqtt.MQTT_ERR_SUCCESS
+            and not self.reading_paused
+            and self._read_position < len(self._read_buffer)
+        ):
             pass
+
+    def loop_misc(self):
+        """paho's keepalive, but while reading is paused the broker's PINGRESP waits unread behind
+        the messages it sent before it: paho would take the connection for dead and reconnect
+        (and the broker would send the backlog again). So while paused the client keeps pinging,
+        which keeps the broker from dropping it, and waits for no answer; a broker that is gone
+        shows once reading resumes, or when a write fails."""
+        if self.reading_paused:
+            with self._msgtime_mutex:
+                self._last_bytes_received = mqtt.time_func()
+            self._ping_t = 0
+        return super().loop_misc()
 
     def _sock_recv(self, bufsize):
         if self._read_position >= len(self._read_buffer):
@@ -199,6 +217,32 @@ class MqttConnection:
     def ack(self, mid, qos):
         self.client.ack(mid, qos)
 
+    @property
+    def reading_paused(self):
+        return self.client.reading_paused
+
+    def pause_reading(self):
+        """Stops taking messages from the socket (after the one in hand): what the broker sends
+        waits in the socket's buffers, then in the broker's queue for this session."""
+        self.client.reading_paused = True
+        sock = self.client.socket()
+        if sock is not None:
+            self._loop.remove_reader(sock)
+
+    def resume_reading(self):
+        self.client.reading_paused = False
+        sock = self.client.socket()
+        if sock is not None:
+            self._loop.add_reader(sock, self._read)
+            self._loop.call_soon(self._read)  # packets already read into the buffer, if any
+
+    def _read(self):
+        self.client.loop_read_all()
+        sock = self.client.socket()
+        if self.client.reading_paused and sock is not None:
+            # Paused while the socket was new: its CONNACK was read, the rest waits.
+            self._loop.remove_reader(sock)
+
     async def _housekeeping(self):
         """Keepalive pings and timeouts: paho's loop_misc, once a second."""
         while True:
@@ -208,7 +252,7 @@ class MqttConnection:
     def _watch_socket(self, client, userdata, sock):
         self._was_connected = False
         client.forget_buffered()
-        self._loop.add_reader(sock, client.loop_read_all)
+        self._loop.add_reader(sock, self._read)
 
     def _unwatch_socket(self, client, userdata, sock):
         self._loop.remove_reader(sock)

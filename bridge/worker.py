@@ -1,9 +1,12 @@
 """channels' Worker with the MQTT bridge running in its event loop."""
 import asyncio
+import functools
 import logging
 import signal
 
 from channels.worker import Worker
+
+from hub import tasks
 
 logger = logging.getLogger("bridge")
 
@@ -17,6 +20,7 @@ class BridgeWorker(Worker):
     def __init__(self, bridge, **kwargs):
         super().__init__(**kwargs)
         self.bridge = bridge
+        self.failed = False  # the bridge ended by itself: runbridge then exits non-zero
 
     def get_or_create_application_instance(self, scope_id, scope):
         # Consumers on the bridge's channels reach the bridge through their scope.
@@ -56,18 +60,28 @@ class BridgeWorker(Worker):
             loop.add_signal_handler(signum, stop.set)
         await self.serve(stop)
 
+    async def application_exception(self, exception, application_details):
+        """A consumer on a bridge channel raised: asgiref has dropped its instance, and the next
+        message makes a new one. Logged with its traceback and counted like a task crash."""
+        name = f"channel_consumer {application_details['scope'].get('channel')}"
+        tasks.crashes[name] += 1
+        logger.error("%s crashed; the next message starts it again", name, exc_info=exception)
+
     async def serve(self, stop):
-        """Runs the bridge and the channel listeners until `stop` is set or either fails."""
-        running = [
-            asyncio.create_task(self.bridge.run(), name="bridge"),
-            asyncio.create_task(super().handle(), name="channel listeners"),
+        """Runs the bridge and the channel listeners (each supervised: restarted if it crashes)
+        until `stop` is set or the bridge ends by itself, which sets `failed`."""
+        listeners = [
+            tasks.start_supervised(f"channel_listener {channel}", functools.partial(self.listener, channel))
+            for channel in self.channels
         ]
+        bridge = asyncio.create_task(self.bridge.run(), name="bridge")
         stopping = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait([*running, stopping], return_when=asyncio.FIRST_COMPLETED)
-        for task in done - {stopping}:
-            if task.exception() is not None:
-                logger.error("%s failed", task.get_name(), exc_info=task.exception())
-        running[1].cancel()
+        await asyncio.wait([bridge, stopping], return_when=asyncio.FIRST_COMPLETED)
+        if bridge.done():
+            self.failed = True
+            logger.error("the bridge ended by itself; stopping", exc_info=bridge.exception())
+        for listener in listeners:
+            listener.cancel()
         await self.bridge.stop()
         stopping.cancel()
-        await asyncio.gather(*running, stopping, return_exceptions=True)
+        await asyncio.gather(*listeners, bridge, stopping, return_exceptions=True)

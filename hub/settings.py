@@ -217,8 +217,14 @@ MQTT_SHARED_GROUP = env_str("HUB_MQTT_SHARED_GROUP")
 MAX_PAYLOAD_BYTES = env_int("HUB_MAX_PAYLOAD_BYTES", 65536, minimum=1)
 BATCH_WINDOW_MS = env_int("HUB_BATCH_WINDOW_MS", 2, minimum=0)
 BRIDGE_STATS_INTERVAL = env_int("HUB_BRIDGE_STATS_INTERVAL", 60, minimum=1)
-# Touched every few seconds while the bridge is connected to the broker; health checks read its age.
+# Touched every few seconds while the bridge is connected to the broker, storing readings and
+# sweeping commands; health checks read its age. It stops when readings have waited
+# BRIDGE_STALL_SECONDS unstored, or the command sweep has not completed a pass for as long.
 BRIDGE_HEARTBEAT_FILE = Path(env_str("HUB_BRIDGE_HEARTBEAT_FILE", str(DATA_DIR / "bridge.heartbeat")))
+BRIDGE_STALL_SECONDS = env_int("HUB_BRIDGE_STALL_SECONDS", 30, minimum=1)
+# Readings the bridge holds unstored (the database slow or away) before it stops reading from
+# the broker, which then queues the backlog; QoS 0 readings past it are dropped (backlog_full).
+BRIDGE_MAX_HELD_READINGS = env_int("HUB_BRIDGE_MAX_HELD_READINGS", 10000, minimum=1)
 # Where the bridge writes Mosquitto's password and ACL files from the registry; empty: it does not.
 BROKER_AUTH_DIR = env_str("HUB_BROKER_AUTH_DIR")
 # Each device's budget; messages over it are dropped and counted as rate_limited.

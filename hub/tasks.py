@@ -25,14 +25,19 @@ def restart_delay(failures):
     return min(MAX_DELAY_SECONDS, FIRST_DELAY_SECONDS * 2 ** (failures - 1))
 
 
-async def supervise(name, run):
+async def supervise(name, run, finished=None):
     """Runs `run()`, a coroutine function meant to run until cancelled, again and again: a
-    crash (or a return) is logged and counted, and the next run waits restart_delay()."""
+    crash (or a return) is logged and counted, and the next run waits restart_delay().
+
+    `finished`, if given, is a callable: a run that returns while it is true ends the task (a
+    task asked to finish its work and end, rather than cancelled)."""
     failures = 0
     while True:
         started = time.monotonic()
         try:
             await run()
+            if finished is not None and finished():
+                return
             logger.error("task %s returned; it should run until stopped", name, extra={"task": name})
         except asyncio.CancelledError:
             raise
@@ -45,6 +50,6 @@ async def supervise(name, run):
         await asyncio.sleep(delay)
 
 
-def start_supervised(name, run):
-    """A task running `supervise(name, run)`: cancel it to stop it."""
-    return asyncio.create_task(supervise(name, run), name=name)
+def start_supervised(name, run, finished=None):
+    """A task running `supervise(name, run, finished)`: cancel it to stop it."""
+    return asyncio.create_task(supervise(name, run, finished), name=name)

@@ -20,6 +20,7 @@ import uuid
 import weakref
 from collections import defaultdict
 
+from hub.tasks import start_supervised
 from telemetry.events import LIVE_GROUP, probe_event
 from telemetry.recheck import AccessRecheck
 from telemetry.snapshots import SnapshotReader
@@ -69,8 +70,8 @@ class LiveRelay:
             channel = await self.channel_layer.new_channel()
             await self.channel_layer.group_add(LIVE_GROUP, channel)
             self._tasks = [
-                asyncio.create_task(self._relay_forever(channel)),
-                asyncio.create_task(self._probe_forever(channel)),
+                start_supervised("live_relay", lambda: self._relay_forever(channel)),
+                start_supervised("live_probe", lambda: self._probe_forever(channel)),
             ]
 
     def unwatch(self, consumer, device_ids):

@@ -53,3 +53,20 @@ def test_restarts_back_off_to_a_cap():
     assert tasks.restart_delay(1) == tasks.FIRST_DELAY_SECONDS
     assert tasks.restart_delay(2) == 2 * tasks.FIRST_DELAY_SECONDS
     assert tasks.restart_delay(100) == tasks.MAX_DELAY_SECONDS
+
+
+async def test_a_task_that_returns_once_finished_ends():
+    runs = []
+    finishing = False
+
+    async def drains():
+        runs.append(1)
+        if not finishing:
+            raise ValueError("not yet")
+
+    task = tasks.start_supervised("drains", drains, finished=lambda: finishing)
+    while not runs:
+        await asyncio.sleep(0)
+    finishing = True
+    await asyncio.wait_for(task, 5)
+    assert len(runs) == 2 and tasks.crashes["drains"] >= 1

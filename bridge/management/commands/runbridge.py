@@ -44,3 +44,6 @@ class Command(BaseCommand):
             channel_layer=channel_layer,
         )
         worker.run()
+        if worker.failed:
+            # Non-zero, so that compose or systemd starts it again.
+            raise CommandError("the bridge failed (see the log above)")

@@ -1,0 +1,154 @@
+"""The bridge unattended, with real processes: a crashing task is logged and started again, the
+heartbeat file is touched only while the bridge is connected, storing and sweeping commands,
+and while the database is away the backlog waits at the broker, not in the bridge's memory.
+docs/reliability.md describes each."""
+import os
+import re
+import time
+
+import orjson
+import pytest
+
+from devices.models import Command
+from devices.models import Device as RegisteredDevice
+from tests.conftest import running, running_hub
+from tests.live import Device, wait_until
+from tests.servers import MosquittoServer
+from tests.test_faults import FAST_DEVICE, Publisher, database_locked, stored_count, stored_ts
+
+pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
+
+HEARTBEAT_SECONDS = 5  # bridge.bridge.HEARTBEAT_SECONDS
+STALL_SECONDS = 2
+
+
+@pytest.fixture
+def broker(tmp_path):
+    (tmp_path / "mosquitto").mkdir()
+    yield from running(MosquittoServer(tmp_path / "mosquitto"))
+
+
+@pytest.fixture
+def hub(django_db_setup, redis_server, broker, tmp_path):
+    """A hub whose bridge calls it a stall after two seconds, and waits only a second for a lock."""
+    (tmp_path / "hub").mkdir()
+    yield from running_hub(redis_server, broker, tmp_path / "hub", bridge_stall_seconds=STALL_SECONDS,
+                           db_lock_timeout=1, **FAST_DEVICE)
+
+
+def heartbeat_age(hub):
+    """Seconds since the bridge last touched its heartbeat file (infinite before the first)."""
+    try:
+        return time.time() - os.path.getmtime(hub.workdir / "bridge.heartbeat")
+    except FileNotFoundError:
+        return float("inf")
+
+
+def wait_for_heartbeat_stale(hub, log):
+    """The bridge says why it stopped the heartbeat, and the file then ages past a health check's
+    patience (the heartbeat interval and a second)."""
+    stopped = hub.bridge.wait_for_log(r"heartbeat stopped: (.*)", start=log, timeout=20)
+    wait_until(lambda: heartbeat_age(hub) > HEARTBEAT_SECONDS + 1, timeout=20, message="a stale heartbeat")
+    return stopped.group(1)
+
+
+def wait_for_heartbeat_fresh(hub, log):
+    hub.bridge.wait_for_log(r"heartbeat resumed", start=log, timeout=20)
+    assert heartbeat_age(hub) < HEARTBEAT_SECONDS
+
+
+@pytest.mark.postgres
+def test_a_crashing_command_sweep_is_logged_and_run_again_and_the_heartbeat_shows_the_stall(hub, device):
+    sensor = Device(hub.mqtt_url, device.id, device.mqtt_password).connect()
+    wait_until(lambda: RegisteredDevice.objects.get(pk=device.pk).online, message="the device online")
+    wait_until(lambda: heartbeat_age(hub) < HEARTBEAT_SECONDS, message="a fresh heartbeat")
+    log = len(hub.bridge.log())
+    # Stored behind the API's back: params orjson cannot encode (an integer wider than 64 bits).
+    # Each makes one sweep crash; four in a row keep the sweep from completing a pass for
+    # longer than the stall limit, through the supervisor's growing restart delays.
+    for _ in range(4):
+        Command.objects.create(device=device, name="poison", params={"n": 2**64}, ttl=60)
+    good = Command.objects.create(device=device, name="reboot", params={}, ttl=60)
+
+    # Logged with its traceback.
+    hub.bridge.wait_for_log(r"task command_sweep crashed\nTraceback[^\n]*\n(  [^\n]*\n)+TypeError: Integer exceeds 64-bit range",
+                            start=log)
+    hub.bridge.wait_for_log(r"restarting task command_sweep in [\d.]+ s", start=log)
+    assert "the command sweep has not completed a pass" in wait_for_heartbeat_stale(hub, log)
+
+    # The sweep runs again after each crash: the command behind the poisoned ones is sent.
+    assert sensor.next_command(timeout=30)["id"] == str(good.id)
+    wait_for_heartbeat_fresh(hub, log)
+    assert len(re.findall(r"task command_sweep crashed", hub.bridge.log()[log:])) == 4
+    sensor.go_offline()
+
+
+def test_the_heartbeat_stops_while_the_database_is_locked_or_the_broker_is_away(hub, broker, device):
+    sensor = Device(hub.mqtt_url, device.id, device.mqtt_password).connect()
+    wait_until(lambda: heartbeat_age(hub) < HEARTBEAT_SECONDS, message="a fresh heartbeat")
+    log = len(hub.bridge.log())
+    with database_locked():
+        sensor.send_reading({"n": 1}, ts=int(time.time() * 1000))
+        assert "a reading has waited" in wait_for_heartbeat_stale(hub, log)
+    wait_for_heartbeat_fresh(hub, log)
+    assert stored_count(device) == 1
+
+    log = len(hub.bridge.log())
+    broker.stop()
+    assert wait_for_heartbeat_stale(hub, log) == "not connected to the broker"
+    broker.start()
+    wait_for_heartbeat_fresh(hub, log)
+
+
+MAX_HELD = 50
+
+
+@pytest.fixture
+def small_hub(django_db_setup, redis_server, broker, tmp_path):
+    """A hub whose bridge holds at most 50 readings unstored."""
+    (tmp_path / "hub").mkdir()
+    yield from running_hub(redis_server, broker, tmp_path / "hub", bridge_max_held_readings=MAX_HELD,
+                           db_lock_timeout=1, **FAST_DEVICE)
+
+
+STATS = re.compile(r"stats: received=(\d+) .* held=(\d+) oldest_held_s=([\d.]+) background=\d+ reading=(\w+)")
+
+
+def stats(hub, start):
+    """(received, held, oldest held age, reading) of each stats line after `start`."""
+    return [(int(received), int(held), float(age), reading)
+            for received, held, age, reading in STATS.findall(hub.bridge.log()[start:])]
+
+
+@pytest.mark.postgres
+def test_while_the_database_is_locked_the_backlog_waits_at_the_broker_and_is_stored_once_after(small_hub, device):
+    hub = small_hub
+    sensor = Device(hub.mqtt_url, device.id, device.mqtt_password).connect()
+    first = Publisher(sensor, MAX_HELD - 1)
+    backlog = Publisher(sensor, 10 * MAX_HELD)
+    backlog.start_ts = first.start_ts + first.count
+    log = len(hub.bridge.log())
+    with database_locked():
+        first.run()
+        wait_until(lambda: any(held == MAX_HELD - 1 for _, held, _, _ in stats(hub, log)),
+                   message=f"{MAX_HELD - 1} readings held")
+        # QoS 0 cannot wait at the broker: five readings more than the bridge may hold are dropped.
+        sensor.publish(sensor.topic("telemetry"), orjson.dumps({"ts": first.start_ts - 1, "values": dict.fromkeys("abcde", 1)}), qos=0)
+        hub.bridge.wait_for_log(r"dropped a message from device .*: backlog_full", start=log)
+        backlog.run()
+        wait_until(lambda: any(reading == "paused" for *_, reading in stats(hub, log)), message="reading paused")
+        paused_at = len(hub.bridge.log())
+        wait_until(lambda: len(stats(hub, paused_at)) >= 3, message="three stats lines while paused")
+        during = stats(hub, log)
+        assert max(held for _, held, _, _ in during) <= MAX_HELD
+        assert all(age > 0 for _, held, age, _ in during if held)
+        # The broker holds the rest: the bridge has read little more than it holds.
+        assert max(received for received, *_ in during) < MAX_HELD + 10
+        assert stored_count(device) == 0
+
+    wait_until(lambda: stored_count(device) == first.count + backlog.count, timeout=30, message="the backlog stored")
+    assert stored_ts(device) == first.expected() + backlog.expected()
+    resumed = len(hub.bridge.log())
+    wait_until(lambda: any(reading == "on" and held == 0 for _, held, _, reading in stats(hub, resumed)),
+               message="reading resumed, nothing held")
+    sensor.go_offline()
