@@ -118,3 +118,21 @@ def test_store_cost_at_a_fixed_rate_stores_what_falls_due():
     stored = [figures["readings_stored"] for figures in rounds]
     for in_round in (stored[0], stored[1] - stored[0]):
         assert 100 <= in_round <= 200
+
+
+def test_the_outage_bench_meters_the_bridge_through_a_database_outage_and_checks_every_reading():
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.outage", "--rate", "200", "--outage", "3", "--before", "2", "--after", "2",
+         "--devices", "10", "--every", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    *_, command, last = result.stdout.strip().splitlines()
+    figures = json.loads(last)
+    assert command == "command: " + figures["command"]
+    assert figures["published"] == 200 * 7 and figures["stored"] == figures["published"] and figures["exactly_once"]
+    phases = [sample["phase"] for sample in figures["samples"]]
+    assert phases[0] == "before" and "outage" in phases and phases[-1] == "after"
+    # Nothing is stored while the database is away.
+    assert len({sample["stored"] for sample in figures["samples"] if sample["phase"] == "outage"}) == 1
+    assert figures["bridge_mib_max_during_outage"] > 0
