@@ -101,6 +101,7 @@ def test_the_heartbeat_stops_while_the_database_is_locked_or_the_broker_is_away(
 
 
 MAX_HELD = 50
+MAX_BACKGROUND_TASKS = 1000  # bridge.bridge.MAX_BACKGROUND_TASKS
 
 
 @pytest.fixture
@@ -151,4 +152,27 @@ def test_while_the_database_is_locked_the_backlog_waits_at_the_broker_and_is_sto
     resumed = len(hub.bridge.log())
     wait_until(lambda: any(reading == "on" and held == 0 for _, held, _, reading in stats(hub, resumed)),
                message="reading resumed, nothing held")
+    sensor.go_offline()
+
+
+def test_while_the_database_is_locked_status_messages_wait_at_the_broker_too(small_hub, device):
+    hub = small_hub
+    sensor = Device(hub.mqtt_url, device.id, device.mqtt_password).connect()
+    statuses = MAX_BACKGROUND_TASKS + 100
+    log = len(hub.bridge.log())
+    with database_locked():
+        for n in range(statuses):
+            sensor.publish(sensor.topic("status"), b"offline" if n % 2 else b"online")
+        wait_until(lambda: any(reading == "paused" for *_, reading in stats(hub, log)), message="reading paused")
+        paused_at = len(hub.bridge.log())
+        wait_until(lambda: len(stats(hub, paused_at)) >= 2, message="two stats lines while paused")
+        background = [int(count) for count in re.findall(r"background=(\d+)", hub.bridge.log()[log:])]
+        assert max(background) == MAX_BACKGROUND_TASKS
+        assert max(received for received, *_ in stats(hub, log)) < statuses
+    # The last status the device sent wins once the lock goes.
+    wait_until(lambda: any(received > statuses and reading == "on" and "background=0 " in line
+                           for line, (received, _, _, reading) in zip(
+                               re.findall(r"stats: .*", hub.bridge.log()[log:]), stats(hub, log))),
+               timeout=60, message="every status handled")
+    assert RegisteredDevice.objects.get(pk=device.pk).online is False
     sensor.go_offline()
