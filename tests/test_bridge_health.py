@@ -15,21 +15,15 @@ from django.conf import settings
 from devices.models import Command
 from devices.models import Device as RegisteredDevice
 from telemetry.models import Reading
-from tests.conftest import running, running_hub
+from tests.conftest import running_hub
 from tests.live import Device, database_url, wait_until
-from tests.servers import MosquittoServer
-from tests.test_faults import FAST_DEVICE, Publisher, database_locked, stored_count, stored_ts
+# broker: a fixture, a Mosquitto of each test's own (one test stops it).
+from tests.test_faults import FAST_DEVICE, Publisher, broker, database_locked, stored_count, stored_ts  # noqa: F401
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
 HEARTBEAT_SECONDS = 5  # bridge.bridge.HEARTBEAT_SECONDS
 STALL_SECONDS = 2
-
-
-@pytest.fixture
-def broker(tmp_path):
-    (tmp_path / "mosquitto").mkdir()
-    yield from running(MosquittoServer(tmp_path / "mosquitto"))
 
 
 @pytest.fixture
