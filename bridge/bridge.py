@@ -280,6 +280,13 @@ class Bridge:
             logger.debug("reading paused: holding %d readings and %d status or result messages",
                          self.held_readings, len(self._background))
 
+    def _hold_again(self, batch):
+        """Puts the readings of a flush that crashed back in front of those received since."""
+        if batch is not self._pending:
+            batch.extend(self._pending)
+            self._pending = batch
+        self._has_readings.set()
+
     def _resume_if_room(self):
         if (self.mqtt.reading_paused and self.held_readings <= self.max_held_readings // 2
                 and len(self._background) <= MAX_BACKGROUND_TASKS // 2):
@@ -299,6 +306,12 @@ class Bridge:
                 self._storing = self._pending
                 try:
                     await self._flush()
+                except Exception:
+                    # Unacknowledged, they would wait at the broker until the next connection
+                    # while the bridge looked idle: held, they are retried, and a flush that
+                    # keeps crashing stops the heartbeat.
+                    self._hold_again(self._storing)
+                    raise
                 finally:
                     self._storing = None
             self._resume_if_room()

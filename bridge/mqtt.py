@@ -13,6 +13,8 @@ from urllib.parse import unquote, urlsplit
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from hub.tasks import start_supervised
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_URL = "mqtt://127.0.0.1:1883"
@@ -188,7 +190,7 @@ class MqttConnection:
                 logger.warning("%s cannot reach %s (%s); retrying in %.1f s", self.client_id, self.address, exc, delay)
                 await asyncio.sleep(delay)
                 continue
-            housekeeping = asyncio.create_task(self._housekeeping())
+            housekeeping = start_supervised("mqtt_keepalive", self._housekeeping)
             await self._lost.wait()
             housekeeping.cancel()
             if self._stopping:
