@@ -7,27 +7,13 @@ import time
 import pytest
 
 from bridge.mqtt import MqttConnection, parse_mqtt_url
-from devices.broker_auth import render, write_files
-from devices.credentials import ensure_account
-from devices.models import BrokerAccount
 from tests.live import TIMEOUT, Gateway
-from tests.servers import MosquittoServer
+# broker: a fixture, a Mosquitto of the test's own with a bridge login (WATCH) and a gateway's (LOAD).
+from tests.test_bench_publisher import LOAD, PASSWORD, WATCH, broker  # noqa: F401
 
 pytestmark = pytest.mark.live
 
-BRIDGE, GATEWAY, PASSWORD = "test.paused", "test.sender", "pause-password"
 KEEPALIVE = 4  # seconds: paho would give up on an unread PINGRESP a keepalive after its ping
-
-
-@pytest.fixture
-def broker(db, tmp_path):
-    ensure_account(BRIDGE, PASSWORD, BrokerAccount.Role.BRIDGE)
-    ensure_account(GATEWAY, PASSWORD, BrokerAccount.Role.GATEWAY)
-    server = MosquittoServer(tmpdir=tmp_path)
-    write_files(server.auth_dir, *render())
-    server.start()
-    yield server
-    server.stop()
 
 
 async def wait_for(condition, message):
@@ -41,13 +27,13 @@ async def wait_for(condition, message):
 async def test_a_paused_connection_keeps_its_messages_waiting_and_outlives_its_keepalive(broker):
     received, connections = [], []
     connection = MqttConnection(
-        parse_mqtt_url(broker.login_url(BRIDGE, PASSWORD)), BRIDGE, clean_session=False,
+        parse_mqtt_url(broker.login_url(WATCH, PASSWORD)), WATCH, clean_session=False,
         subscriptions=[("devices/+/telemetry", 1)], on_message=lambda message: received.append(message.payload),
         on_connected=connections.append,
     )
     connection.keepalive = KEEPALIVE
     running = asyncio.create_task(connection.run())
-    gateway = await asyncio.to_thread(Gateway(broker.url, GATEWAY, PASSWORD).connect)
+    gateway = await asyncio.to_thread(Gateway(broker.url, LOAD, PASSWORD).connect)
     try:
         await wait_for(lambda: connections, "the connection")
         while not received:  # until the subscription is in place
