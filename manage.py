@@ -11,6 +11,9 @@ def main():
         os.environ.setdefault("HUB_DEBUG", "true")
     from django.core.management import execute_from_command_line
 
+    from hub.env import settings_or_exit
+
+    settings_or_exit()
     execute_from_command_line(sys.argv)
 
 

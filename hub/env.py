@@ -1,5 +1,6 @@
 """Typed readers for HUB_* environment variables; each fails loudly on a bad value."""
 import os
+import sys
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -37,3 +38,14 @@ def env_list(name, default):
     if value is None or value == "":
         return list(default)
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def settings_or_exit():
+    """Reads hub/settings.py now, so that a missing or bad HUB_* setting stops the process with
+    its own message and a non-zero status, not a traceback that ends in it."""
+    from django.conf import settings
+
+    try:
+        settings.INSTALLED_APPS
+    except ImproperlyConfigured as error:
+        sys.exit(f"Telehub cannot start: {error}")

@@ -212,6 +212,19 @@ LOGGING = {
 # MQTT and the bridge. An empty HUB_MQTT_URL means "not configured": runbridge then uses the
 # local broker, runhub starts its embedded one.
 MQTT_URL = env_str("HUB_MQTT_URL")
+
+
+def _mqtt_public_url():
+    """The broker as devices reach it, printed by adddevice; empty: HUB_MQTT_URL's, without its login."""
+    url = env_str("HUB_MQTT_PUBLIC_URL")
+    if url and not re.fullmatch(r"mqtts?://[^@/\s]+", url):
+        raise ImproperlyConfigured(
+            f"HUB_MQTT_PUBLIC_URL takes a broker address with no login, such as mqtts://mqtt.example.com:8883, not {url!r}"
+        )
+    return url
+
+
+MQTT_PUBLIC_URL = _mqtt_public_url()
 MQTT_CLIENT_ID = env_str("HUB_MQTT_CLIENT_ID", "telehub-bridge")
 MQTT_SHARED_GROUP = env_str("HUB_MQTT_SHARED_GROUP")
 MAX_PAYLOAD_BYTES = env_int("HUB_MAX_PAYLOAD_BYTES", 65536, minimum=1)

@@ -9,6 +9,14 @@ from devices.credentials import issue_device_token
 from devices.models import Device
 
 
+def device_broker():
+    """Where devices connect: HUB_MQTT_PUBLIC_URL, else the broker of HUB_MQTT_URL (the bridge's)."""
+    if settings.MQTT_PUBLIC_URL:
+        return settings.MQTT_PUBLIC_URL
+    address = parse_mqtt_url(settings.MQTT_URL).without_login()
+    return f"{address}  (the bridge's broker; set HUB_MQTT_PUBLIC_URL to the address devices use)"
+
+
 class Command(BaseCommand):
     help = "Registers a device and prints how it connects to the broker."
 
@@ -18,6 +26,7 @@ class Command(BaseCommand):
         parser.add_argument("--name", default="", help="A name for people.")
 
     def handle(self, *args, device_id, owner, name, **options):
+        broker = device_broker()
         try:
             owner_user = get_user_model().objects.get(username=owner)
         except get_user_model().DoesNotExist:
@@ -32,7 +41,7 @@ class Command(BaseCommand):
         device.save()
         password = issue_device_token(device)
         self.stdout.write(self.style.SUCCESS(f"Registered {device_id} for {owner}."))
-        self.stdout.write(f"  broker:    {parse_mqtt_url(settings.MQTT_URL).without_login()}  (devices on the internet: port 8883, TLS)")
+        self.stdout.write(f"  broker:    {broker}")
         self.stdout.write(f"  username:  {device_id}  (also its client id)")
         self.stdout.write(f"  password:  {password}  (shown only now: manage.py devicetoken rotate {device_id} makes a new one)")
         self.stdout.write(f"  publish:   {device_topic(device_id, TELEMETRY)}, {device_topic(device_id, STATUS)}, "
