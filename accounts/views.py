@@ -6,6 +6,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts import signin_limits
+from accounts.metrics import SIGNINS_THROTTLED
 from accounts.tokens import issue_token, revoke
 
 
@@ -41,6 +42,7 @@ def limit_sign_ins(view):
         if request.method == "POST":
             wait = signin_limits.retry_after(request.POST.get("username", ""), signin_limits.client_address(request))
             if wait:
+                SIGNINS_THROTTLED.inc()
                 context = {"minutes": math.ceil(wait / 60)}
                 response = render(request, "registration/signin_limited.html", context, status=429)
                 response["Retry-After"] = str(wait)

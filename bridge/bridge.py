@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.utils import timezone
 
-from bridge import protocol
+from bridge import metrics, protocol
 from bridge.broker_auth_sync import BrokerAuthSync
 from bridge.clock import ReceiveClock
 from bridge.limits import DeviceBudgets
@@ -322,18 +322,21 @@ class Bridge:
         if not self._pending:
             return
         batch, self._pending = self._pending, PendingReadings()
+        started = time.monotonic()
         try:
             seqs = await database_sync_to_async(store_samples)(batch.samples, timezone.now())
         except DatabaseError as exc:
             self._store_failures += 1
             delay = db_retry_delay(self._store_failures)
+            kind = metrics.count_store_failure(exc)
             logger.error("could not store %d readings, holding them unacknowledged; retrying in %.1f s: %s",
-                         batch.readings, delay, exc)
+                         batch.readings, delay, exc, extra={"count": batch.readings, "kind": kind})
             batch.extend(self._pending)
             self._pending = batch
             self._has_readings.set()
             await asyncio.sleep(delay)
             return
+        metrics.FLUSH_SECONDS.observe(time.monotonic() - started)
         if self._store_failures:
             logger.info("stored %d readings after %d failed attempts", batch.readings, self._store_failures)
             self._store_failures = 0
@@ -433,7 +436,9 @@ class Bridge:
             except DatabaseError as exc:
                 failures += 1
                 delay = db_retry_delay(failures)
-                logger.error("database error in %s, retrying in %.1f s: %s", function.__name__, delay, exc)
+                kind = metrics.count_store_failure(exc)
+                logger.error("database error in %s, retrying in %.1f s: %s", function.__name__, delay, exc,
+                             extra={"kind": kind})
                 await asyncio.sleep(delay)
 
     # Reporting.

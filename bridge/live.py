@@ -11,6 +11,8 @@ from collections import deque
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from bridge.metrics import count_command_change
+
 logger = logging.getLogger("bridge")
 
 # An event the layer has not taken within this time is given up.
@@ -36,6 +38,7 @@ class LiveSender:
 
     def publish(self, event):
         """Queues an event for the group; returns at once."""
+        count_command_change(event)
         if len(self._waiting) >= MAX_WAITING:
             self._waiting.popleft()
             self.counts["live_failed"] += 1

@@ -31,7 +31,9 @@ class RejectLog:
         if len(self._last_logged) >= self.max_tracked:
             self._forget_before(now - self.interval)
         since = f" ({held_back} more like it held back)" if held_back else ""
-        logger.warning("dropped a message from device %s: %s: %s%s", device_id, reason, detail, since)
+        # count: the messages this line stands for, itself and those held back since the last.
+        logger.warning("dropped a message from device %s: %s: %s%s", device_id, reason, detail, since,
+                       extra={"device": device_id, "reason": reason, "count": count + held_back})
         self._last_logged[key] = now
 
     def _forget_before(self, moment):

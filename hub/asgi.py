@@ -18,6 +18,7 @@ from bridge.consumers import CommandRelayConsumer  # noqa: E402
 from hub.origins import SameOriginValidator  # noqa: E402
 from telemetry.admission import ConnectAdmission  # noqa: E402
 from telemetry.backpressure import WriteGateMiddleware  # noqa: E402
+from telemetry.metrics import CountSockets  # noqa: E402
 from telemetry.events import BRIDGE_COMMANDS_CHANNEL  # noqa: E402
 from telemetry.routing import websocket_urlpatterns  # noqa: E402
 
@@ -25,10 +26,12 @@ application = ProtocolTypeRouter(
     {
         "http": django_application,
         # The write gate first: it finds daphne's connection through daphne's own `send`.
-        "websocket": WriteGateMiddleware(
-            ConnectAdmission(
-                SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
-                settings.WS_MAX_CONNECTING,
+        "websocket": CountSockets(
+            WriteGateMiddleware(
+                ConnectAdmission(
+                    SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+                    settings.WS_MAX_CONNECTING,
+                )
             )
         ),
         "channel": ChannelNameRouter({BRIDGE_COMMANDS_CHANNEL: CommandRelayConsumer.as_asgi()}),

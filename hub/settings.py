@@ -2,6 +2,7 @@
 
 The README's settings table documents each one.
 """
+import ipaddress
 import re
 import secrets
 import warnings
@@ -56,7 +57,8 @@ def _trusted_origins():
 # Only the proxy may reach daphne then, or anyone could claim to have come over HTTPS.
 HTTPS = env_bool("HUB_HTTPS", False)
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SECURE_SSL_REDIRECT = HTTPS
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # the health check asks daphne directly, over HTTP
+# Health checks and Prometheus ask daphne directly, over HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS else None
 SECURE_HSTS_SECONDS = env_int("HUB_HSTS_SECONDS", 31536000, minimum=0) if HTTPS else 0
 # Origins other than the hub's own whose pages may send signed-in forms and API calls and open
@@ -172,6 +174,8 @@ def _caches():
 
 
 CACHES = _caches()
+# The Redis /readyz asks (hub/health.py); empty: none in use.
+REDIS_URL = env_str("HUB_REDIS_URL")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -200,11 +204,18 @@ WHITENOISE_USE_FINDERS = True
 warnings.filterwarnings("ignore", message="No directory at: ")
 
 LOG_LEVEL = env_str("HUB_LOG_LEVEL", "INFO").upper()
+# plain: lines for people; json: one JSON object a line, with fields such as device and reason (hub/logs.py).
+LOG_FORMAT = env_str("HUB_LOG_FORMAT", "plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"HUB_LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "hub.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {name: {"level": "WARNING"} for name in ("daphne", "amqtt", "transitions")},
 }
@@ -238,6 +249,22 @@ BRIDGE_STALL_SECONDS = env_int("HUB_BRIDGE_STALL_SECONDS", 30, minimum=1)
 # Readings the bridge holds unstored (the database slow or away) before it stops reading from
 # the broker, which then queues the backlog; QoS 0 readings past it are dropped (backlog_full).
 BRIDGE_MAX_HELD_READINGS = env_int("HUB_BRIDGE_MAX_HELD_READINGS", 10000, minimum=1)
+# Prometheus metrics (docs/operations.md): the bridge serves its own on this address and port
+# (0: off); each web process serves /metrics to loopback and these addresses or networks only.
+BRIDGE_METRICS_PORT = env_int("HUB_BRIDGE_METRICS_PORT", 9108, minimum=0)
+if BRIDGE_METRICS_PORT > 65535:
+    raise ImproperlyConfigured(f"HUB_BRIDGE_METRICS_PORT must be a port number, not {BRIDGE_METRICS_PORT}")
+BRIDGE_METRICS_ADDRESS = env_str("HUB_BRIDGE_METRICS_ADDRESS", "127.0.0.1")
+
+
+def _metrics_allowed_ips():
+    try:
+        return [str(ipaddress.ip_network(item, strict=False)) for item in env_list("HUB_METRICS_ALLOWED_IPS", [])]
+    except ValueError as error:
+        raise ImproperlyConfigured(f"HUB_METRICS_ALLOWED_IPS takes addresses and networks such as 10.0.0.0/8: {error}")
+
+
+METRICS_ALLOWED_IPS = _metrics_allowed_ips()
 # Where the bridge writes Mosquitto's password and ACL files from the registry; empty: it does not.
 BROKER_AUTH_DIR = env_str("HUB_BROKER_AUTH_DIR")
 # Each device's budget; messages over it are dropped and counted as rate_limited.

@@ -1,17 +1,12 @@
 from django.contrib import admin
 from django.contrib.auth.views import LoginView
-from django.http import JsonResponse
 from django.urls import include, path
 
 from accounts.views import limit_sign_ins
 from hub.api import api
+from hub.health import healthz, readyz
+from hub.metrics import metrics
 from telemetry import views as telemetry_views
-
-
-def healthz(request):
-    """Liveness for load balancers and docker-compose: the web process answers."""
-    return JsonResponse({"ok": True})
-
 
 urlpatterns = [
     path("", telemetry_views.fleet, name="fleet"),
@@ -24,4 +19,6 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("healthz", healthz),
+    path("readyz", readyz),
+    path("metrics", metrics),
 ]

@@ -2,6 +2,7 @@ import logging
 
 from channels.exceptions import ChannelFull
 
+from devices.metrics import COMMANDS
 from telemetry import events
 
 logger = logging.getLogger("telemetry.commands")
@@ -13,6 +14,7 @@ async def announce_command(channel_layer, command):
     The command is stored already, so this never fails its creation: without the channel
     layer (Redis down), the bridge's sweep still sends it from the database within a second,
     and dashboards see it when they next load the device's commands."""
+    COMMANDS.labels(command.status).inc()
     try:
         await channel_layer.group_send(events.LIVE_GROUP, events.command_event(command))
         await channel_layer.send(events.BRIDGE_COMMANDS_CHANNEL, events.command_dispatch_message(command.id))

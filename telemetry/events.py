@@ -61,11 +61,13 @@ def command_frame(command):
 def command_event(command):
     frame = command_frame(command)
     try:
-        return device_event(command.device_id, frame)
+        event = device_event(command.device_id, frame)
     except orjson.JSONEncodeError:
         # Params stored before they were checked on creation (devices.commands.check_params)
         # may be beyond orjson: dashboards still learn the command's status.
-        return device_event(command.device_id, {**frame, "params": None})
+        event = device_event(command.device_id, {**frame, "params": None})
+    # command_status: for the bridge's count of commands by status (bridge/metrics.py).
+    return {**event, "command_status": command.status}
 
 
 def device_event(device_id, frame):

@@ -1,6 +1,8 @@
 import asyncio
 from collections import Counter, deque
 
+from telemetry.metrics import FRAMES_DROPPED, FRAMES_SENT
+
 # daphne refuses to send a websocket message over 1 MiB (its websocket_max_message_size), and
 # a refused send would end the socket's sender. 256 Ki characters is at most 1 MiB of UTF-8.
 MAX_MESSAGE_CHARS = 256 * 1024
@@ -44,6 +46,8 @@ class Outbox:
         self._frames.clear()
         self._dropped.clear()
         self.ready.clear()
+        FRAMES_SENT.inc(len(texts))
+        FRAMES_DROPPED.inc(sum(dropped.values()))
         return texts, dropped
 
     def __len__(self):

@@ -22,6 +22,7 @@ from collections import defaultdict
 
 from hub.tasks import start_supervised
 from telemetry.events import LIVE_GROUP, probe_event
+from telemetry.metrics import RELAY_MESSAGES
 from telemetry.recheck import AccessRecheck
 from telemetry.snapshots import SnapshotReader
 
@@ -85,6 +86,7 @@ class LiveRelay:
 
     def dispatch(self, message):
         watchers = self.watchers
+        RELAY_MESSAGES.labels(message["type"]).inc()
         if message["type"] == "live.probe":
             if message["relay"] == self.id and message["number"] == self._probe_sent:
                 self._probe_back.set()
