@@ -7,6 +7,7 @@ import urllib.request
 
 import orjson
 import pytest
+from django.db import connection
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -14,6 +15,7 @@ from hub import tasks
 from tests.conftest import PASSWORD, running_hub
 from tests.live import TIMEOUT, Device, HubProcess, wait_until
 from tests.servers import free_port, wait_for_port
+from tests.test_faults import database_locked
 
 pytestmark = [pytest.mark.live, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -24,7 +26,7 @@ OUTSIDER = "203.0.113.9"  # TEST-NET-3: never this machine
 def hub(django_db_setup, redis_server, mosquitto_server, tmp_path_factory):
     hub = running_hub(
         redis_server, mosquitto_server, tmp_path_factory.mktemp("metrics-hub"),
-        bridge_metrics_port=free_port(), log_format="json",
+        bridge_metrics_port=free_port(), log_format="json", db_lock_timeout=1,
     )
     yield from hub
 
@@ -81,6 +83,24 @@ def test_the_bridge_counts_what_it_receives_stores_and_rejects(hub, device):
     assert ("process_resident_memory_bytes", ()) in after
     # The bridge's registry is its own: no web process's metrics in it.
     assert not any(name.startswith("telehub_ws_") for name, _ in after)
+    sensor.go_offline()
+
+
+def test_while_the_database_refuses_writes_the_bridge_shows_what_it_holds_and_since_when(hub, device):
+    if connection.vendor != "sqlite":
+        pytest.skip("holds SQLite's write lock")
+    url = bridge_metrics_url(hub)
+    failures = value(scrape(url), "telehub_bridge_store_failures_total", kind="transient")
+    sensor = Device(hub.mqtt_url, device.id, device.mqtt_password).connect()
+    with database_locked():
+        sensor.send_reading({"temp": 1})
+        sensor.send_reading({"temp": 2})
+        held = wait_until(lambda: (lambda s: s if value(s, "telehub_bridge_oldest_held_seconds") > 1 else None)(scrape(url)),
+                          message="the readings held for over a second")
+        assert value(held, "telehub_bridge_readings_held") == 2
+        assert value(held, "telehub_bridge_store_failures_total", kind="transient") > failures
+    wait_until(lambda: value(scrape(url), "telehub_bridge_readings_held") == 0, message="the held readings stored")
+    assert value(scrape(url), "telehub_bridge_oldest_held_seconds") == 0
     sensor.go_offline()
 
 
