@@ -180,3 +180,34 @@ def test_the_web_service_sits_behind_a_tls_proxy(services, settings):
     # The health check asks daphne over plain HTTP, which HTTPS mode must not redirect.
     health_path = re.search(r"http://localhost:8000/(\w+)", " ".join(web["healthcheck"]["test"])).group(1)
     assert any(re.fullmatch(pattern, health_path) for pattern in settings.SECURE_REDIRECT_EXEMPT)
+
+
+def test_the_web_health_check_asks_for_readiness(services):
+    web = services["web"]
+    assert "http://localhost:8000/readyz" in " ".join(web["healthcheck"]["test"])
+    # The check's own bound (urlopen's timeout) sits inside compose's, and /readyz answers within
+    # its 2 s per check, so a down Redis marks the service unhealthy rather than timing out.
+    timeout = float(re.search(r"timeout=(\d+)", " ".join(web["healthcheck"]["test"])).group(1))
+    assert 2 < timeout < float(web["healthcheck"]["timeout"].rstrip("s"))
+
+
+def test_the_bridge_serves_its_metrics_on_the_compose_network_only(services):
+    environment = services["bridge"]["environment"]
+    assert int(environment["HUB_BRIDGE_METRICS_PORT"]) > 0
+    assert environment["HUB_BRIDGE_METRICS_ADDRESS"] == "0.0.0.0"
+    assert "ports" not in services["bridge"]
+    # A Prometheus on the compose network may reach each web process by its service name.
+    assert "web" in interpolated(environment["HUB_ALLOWED_HOSTS"]).split(",")
+
+
+def test_devices_are_told_the_public_broker_address(services):
+    url = services["web"]["environment"]["HUB_MQTT_PUBLIC_URL"]
+    assert re.fullmatch(r"\$\{HUB_MQTT_PUBLIC_URL:\?.+mqtts://.+\}", url)
+
+
+def test_the_readme_gives_the_broker_key_to_the_brokers_user_in_the_image(services):
+    # eclipse-mosquitto runs the broker as uid 1883, after reading its config as root; the key
+    # make-certs.sh writes is readable by its owner only.
+    assert services["mosquitto"]["image"].startswith("eclipse-mosquitto:")
+    readme = (ROOT / "README.md").read_text()
+    assert "sudo BROKER_USER=1883 mosquitto/make-certs.sh mosquitto/certs" in readme
