@@ -6,6 +6,7 @@ only reads, and copies each dict in one step. docs/operations.md lists every met
 """
 import logging
 
+from django.conf import settings
 from django.db import DataError, IntegrityError
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -88,9 +89,13 @@ class BridgeCollector(Collector):
         yield GaugeMetricFamily("telehub_bridge_broker_connected", "1 while connected to the broker.", value=int(connected))
 
 
-def serve(bridge, address, port):
-    """Serves the bridge's metrics on address:port, from a thread of their own. A port in use
-    is logged, not fatal: storing readings matters more than counting them."""
+def serve(bridge):
+    """Serves the bridge's metrics on HUB_BRIDGE_METRICS_ADDRESS and _PORT (0: not at all), from
+    a thread of their own. A port in use is logged, not fatal: storing readings matters more
+    than counting them."""
+    address, port = settings.BRIDGE_METRICS_ADDRESS, settings.BRIDGE_METRICS_PORT
+    if not port:
+        return
     registry.register(BridgeCollector(bridge))
     try:
         start_http_server(port, address, registry=registry)

@@ -3,7 +3,6 @@ import logging
 from channels import DEFAULT_CHANNEL_LAYER
 from channels.layers import get_channel_layer
 from channels.routing import get_default_application
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management import BaseCommand, CommandError
 
@@ -38,8 +37,7 @@ class Command(BaseCommand):
                 bridge.broker_auth.sync()
             except ValidationError as exc:
                 raise CommandError(f"HUB_MQTT_URL's user cannot be a broker account: {' '.join(exc.messages)}")
-        if settings.BRIDGE_METRICS_PORT:
-            metrics.serve(bridge, settings.BRIDGE_METRICS_ADDRESS, settings.BRIDGE_METRICS_PORT)
+        metrics.serve(bridge)
         logger.info("listening for commands on channel %s", BRIDGE_COMMANDS_CHANNEL)
         worker = self.worker_class(
             bridge=bridge,

@@ -20,6 +20,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import BaseCommand, CommandError, call_command
 from twisted.internet import defer, reactor
 
+from bridge import metrics as bridge_metrics
 from bridge.bridge import Bridge
 from bridge.mqtt import parse_mqtt_url
 from bridge.worker import BridgeWorker
@@ -102,8 +103,10 @@ class Runtime:
                 "device logins (README.md)", self.address.port,
             )
         layer = get_channel_layer()
+        bridge = Bridge.from_settings(layer, self.address)
+        bridge_metrics.serve(bridge)
         worker = BridgeWorker(
-            bridge=Bridge.from_settings(layer, self.address),
+            bridge=bridge,
             application=get_default_application(),
             channels=[BRIDGE_COMMANDS_CHANNEL],
             channel_layer=layer,
