@@ -46,9 +46,13 @@ def get(url, headers=None):
 
 
 def scrape(url, headers=None):
-    """{(sample name, labels as sorted tuples): value} of a metrics page."""
     status, text = get(url, headers)
     assert status == 200, text
+    return samples_of(text)
+
+
+def samples_of(text):
+    """{(sample name, labels as sorted tuples): value} of a metrics page."""
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for family in text_string_to_metric_families(text) for sample in family.samples
@@ -176,21 +180,14 @@ def test_task_crashes_are_exported_by_task(settings):
     settings.METRICS_ALLOWED_IPS = []
     tasks.crashes["test-task"] += 1
     try:
-        samples = scrape_client(Client(REMOTE_ADDR="127.0.0.1"))
+        response = Client(REMOTE_ADDR="127.0.0.1").get("/metrics")
+        assert response.status_code == 200
+        samples = samples_of(response.content.decode())
         assert value(samples, "telehub_task_crashes_total", task="test-task") >= 1
         assert Client(REMOTE_ADDR=OUTSIDER).get("/metrics").status_code == 403
         assert Client(REMOTE_ADDR="::ffff:127.0.0.1").get("/metrics").status_code == 200
     finally:
         del tasks.crashes["test-task"]
-
-
-def scrape_client(client):
-    response = client.get("/metrics")
-    assert response.status_code == 200
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(response.content.decode()) for sample in family.samples
-    }
 
 
 def test_with_json_logs_every_bridge_line_is_json_and_a_rejection_names_device_and_reason(hub, device):

@@ -45,30 +45,28 @@ def test_a_bad_public_broker_address_stops_every_command(tmp_path):
     assert done.returncode != 0 and "HUB_MQTT_PUBLIC_URL takes a broker address" in done.stderr
 
 
-def broker_line(output):
-    return next(line.split(None, 1)[1] for line in output.splitlines() if line.strip().startswith("broker:"))
+def adddevice(settings, mqtt_url, public_url):
+    """What `adddevice` prints with these broker settings: its broker line, and all of it."""
+    settings.MQTT_URL, settings.MQTT_PUBLIC_URL = mqtt_url, public_url
+    out = StringIO()
+    call_command("adddevice", "boiler-1", "--owner", "owner", stdout=out)
+    broker = next(line.split(None, 1)[1] for line in out.getvalue().splitlines() if line.strip().startswith("broker:"))
+    return broker, out.getvalue()
 
 
 @pytest.mark.django_db
 def test_adddevice_prints_the_address_devices_use(make_user, settings):
     make_user("owner")
-    settings.MQTT_URL = "mqtt://hub.bridge:bridge-secret@mosquitto:1883"
-    settings.MQTT_PUBLIC_URL = "mqtts://mqtt.example.com:8883"
-    out = StringIO()
-    call_command("adddevice", "boiler-1", "--owner", "owner", stdout=out)
-    assert broker_line(out.getvalue()) == "mqtts://mqtt.example.com:8883"
+    broker, _ = adddevice(settings, "mqtt://hub.bridge:bridge-secret@mosquitto:1883", "mqtts://mqtt.example.com:8883")
+    assert broker == "mqtts://mqtt.example.com:8883"
 
 
 @pytest.mark.django_db
 def test_adddevice_without_a_public_address_prints_the_bridges_broker_without_its_login(make_user, settings):
     make_user("owner")
-    settings.MQTT_URL = "mqtt://hub.bridge:bridge-secret@broker.internal:1884"
-    settings.MQTT_PUBLIC_URL = ""
-    out = StringIO()
-    call_command("adddevice", "boiler-1", "--owner", "owner", stdout=out)
-    line = broker_line(out.getvalue())
-    assert line.startswith("mqtt://broker.internal:1884 ") and "HUB_MQTT_PUBLIC_URL" in line
-    assert "bridge-secret" not in out.getvalue() and "hub.bridge" not in out.getvalue()
+    broker, output = adddevice(settings, "mqtt://hub.bridge:bridge-secret@broker.internal:1884", "")
+    assert broker.startswith("mqtt://broker.internal:1884 ") and "HUB_MQTT_PUBLIC_URL" in broker
+    assert "bridge-secret" not in output and "hub.bridge" not in output
 
 
 class BrokerOnItsOwnUser(MosquittoServer):
