@@ -96,14 +96,22 @@ def test_while_the_database_refuses_writes_the_bridge_shows_what_it_holds_and_si
     url = bridge_metrics_url(hub)
     failures = value(scrape(url), "telehub_bridge_store_failures_total", kind="transient")
     sensor = Device(hub.mqtt_url, device.id, device.mqtt_password).connect()
+    log = len(hub.bridge.log())
     with database_locked():
         sensor.send_reading({"temp": 1})
         sensor.send_reading({"temp": 2})
-        held = wait_until(lambda: (lambda s: s if value(s, "telehub_bridge_oldest_held_seconds") > 1 else None)(scrape(url)),
-                          message="the readings held for over a second")
+
+        def holding():
+            samples = scrape(url)
+            return (value(samples, "telehub_bridge_store_failures_total", kind="transient") > failures
+                    and value(samples, "telehub_bridge_oldest_held_seconds") > 1 and samples)
+
+        held = wait_until(holding, message="a failed store, and the readings held for over a second")
         assert value(held, "telehub_bridge_readings_held") == 2
-        assert value(held, "telehub_bridge_store_failures_total", kind="transient") > failures
+        hub.bridge.wait_for_log(r'"message":"could not store', start=log)
     wait_until(lambda: value(scrape(url), "telehub_bridge_readings_held") == 0, message="the held readings stored")
+    failed = [line for line in json_lines(hub.bridge) if line["message"].startswith("could not store")]
+    assert failed and all(line["kind"] == "transient" and line["count"] >= 1 for line in failed)
     assert value(scrape(url), "telehub_bridge_oldest_held_seconds") == 0
     sensor.go_offline()
 
@@ -195,10 +203,15 @@ def test_with_json_logs_every_bridge_line_is_json_and_a_rejection_names_device_a
     sensor.publish(sensor.topic("telemetry"), b'{"temp": [1, 2]}')
 
     def rejection():
-        lines = [orjson.loads(line) for line in hub.bridge.log().splitlines() if line.strip()]
+        lines = json_lines(hub.bridge)
         return next((line for line in lines if line.get("device") == device.id and line.get("reason") == "bad_value"), None)
 
     line = wait_until(rejection, message="the rejection's JSON line")
     assert line["level"] == "WARNING" and line["logger"] == "bridge.rejects" and line["count"] == 1
     assert device.id in line["message"] and line["time"].endswith("+00:00")
     sensor.go_offline()
+
+
+def json_lines(process):
+    """Every line a process logged, each parsed as JSON (one that is not fails the test)."""
+    return [orjson.loads(line) for line in process.log().splitlines() if line.strip()]

@@ -39,10 +39,16 @@ def test_without_a_secret_key_daphne_says_why_with_no_traceback(tmp_path):
     assert "Traceback" not in done.stderr
 
 
-def test_a_bad_public_broker_address_stops_every_command(tmp_path):
-    env = bare_environment(tmp_path, HUB_SECRET_KEY="k", HUB_MQTT_PUBLIC_URL="mqtts://device:secret@mqtt.example.com")
+@pytest.mark.parametrize("variable, value, message", [
+    ("HUB_MQTT_PUBLIC_URL", "mqtts://device:secret@mqtt.example.com", "HUB_MQTT_PUBLIC_URL takes a broker address"),
+    ("HUB_LOG_FORMAT", "xml", "HUB_LOG_FORMAT must be plain or json"),
+    ("HUB_METRICS_ALLOWED_IPS", "10.0.0.0/8,prometheus", "HUB_METRICS_ALLOWED_IPS takes addresses and networks"),
+    ("HUB_BRIDGE_METRICS_PORT", "70000", "HUB_BRIDGE_METRICS_PORT must be a port number"),
+])
+def test_a_bad_setting_stops_every_command_with_its_message(tmp_path, variable, value, message):
+    env = bare_environment(tmp_path, HUB_SECRET_KEY="k", **{variable: value})
     done = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, capture_output=True, text=True, env=env)
-    assert done.returncode != 0 and "HUB_MQTT_PUBLIC_URL takes a broker address" in done.stderr
+    assert done.returncode != 0 and message in done.stderr and "Traceback" not in done.stderr
 
 
 def adddevice(settings, mqtt_url, public_url):
