@@ -18,14 +18,15 @@ from bridge.consumers import CommandRelayConsumer  # noqa: E402
 from hub.origins import SameOriginValidator  # noqa: E402
 from telemetry.admission import ConnectAdmission  # noqa: E402
 from telemetry.backpressure import WriteGateMiddleware  # noqa: E402
-from telemetry.metrics import CountSockets  # noqa: E402
 from telemetry.events import BRIDGE_COMMANDS_CHANNEL  # noqa: E402
+from telemetry.metrics import CountSockets  # noqa: E402
 from telemetry.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_application,
-        # The write gate first: it finds daphne's connection through daphne's own `send`.
+        # Counted while open; then the write gate, which finds daphne's connection through
+        # daphne's own `send`: nothing before it may wrap `send`.
         "websocket": CountSockets(
             WriteGateMiddleware(
                 ConnectAdmission(
