@@ -149,6 +149,13 @@ def test_web_and_bridge_count_sockets_frames_relay_messages_and_commands(hub, de
                message="the closed socket no longer counted")
 
 
+def test_sign_ins_refused_for_too_many_failures_are_counted(hub, owner):
+    before = value(scrape(hub.url + "metrics"), "telehub_signins_throttled_total")
+    answers = [hub.sign_in(owner.username, "not the password")[0].status for _ in range(6)]
+    assert 429 in answers  # at the latest after HUB_SIGNIN_LIMIT_PER_USERNAME_AND_ADDRESS (5) failures
+    assert value(scrape(hub.url + "metrics"), "telehub_signins_throttled_total") == before + answers.count(429)
+
+
 def test_a_web_process_shows_its_metrics_to_loopback_but_not_to_a_request_forwarded_from_elsewhere(hub):
     assert get(hub.url + "metrics")[0] == 200
     # The client is this machine, but the request says it was forwarded for another.
