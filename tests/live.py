@@ -202,6 +202,8 @@ class LiveHub(HubClient):
             "HUB_MQTT_URL": broker.login_url(*self.bridge_login),
             "HUB_BROKER_AUTH_DIR": str(broker.auth_dir),
             "HUB_BRIDGE_STATS_INTERVAL": "1",
+            # Many test bridges run at once: metrics only where a test asks, on a port of its own.
+            "HUB_BRIDGE_METRICS_PORT": "0",
             "HUB_DATA_DIR": str(workdir),
             "PYTHONUNBUFFERED": "1",
             **{f"HUB_{name.upper()}": str(value) for name, value in settings.items()},
