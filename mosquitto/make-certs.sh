@@ -35,5 +35,7 @@ if [ "$(id -u)" -eq 0 ]; then
 elif [ -n "${BROKER_USER:-}" ]; then
   echo "only root may give server.key to BROKER_USER=$BROKER_USER: run this with sudo" >&2
   exit 1
+else
+  echo "note: server.key is readable by $(id -un) only; a broker started as root reads it as its own user (chown it)" >&2
 fi
 echo "certificates for $* written to $dir"

@@ -60,6 +60,7 @@ def adddevice(settings, mqtt_url, public_url):
     return broker, out.getvalue()
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db
 def test_adddevice_prints_the_address_devices_use(make_user, settings):
     make_user("owner")
@@ -67,6 +68,7 @@ def test_adddevice_prints_the_address_devices_use(make_user, settings):
     assert broker == "mqtts://mqtt.example.com:8883"
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db
 def test_adddevice_without_a_public_address_prints_the_bridges_broker_without_its_login(make_user, settings):
     make_user("owner")
