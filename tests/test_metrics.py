@@ -9,9 +9,11 @@ import orjson
 import pytest
 from django.db import connection
 from django.test import Client
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from hub import tasks
+from telemetry.outbox import Outbox
 from tests.conftest import PASSWORD, running_hub
 from tests.live import TIMEOUT, Device, HubProcess, wait_until
 from tests.servers import free_port, wait_for_port
@@ -222,3 +224,16 @@ def test_with_json_logs_every_bridge_line_is_json_and_a_rejection_names_device_a
 def json_lines(process):
     """Every line a process logged, each parsed as JSON (one that is not fails the test)."""
     return [orjson.loads(line) for line in process.log().splitlines() if line.strip()]
+
+
+def test_an_outbox_counts_the_frames_it_hands_out_and_those_it_drops():
+    def counted(name):
+        return REGISTRY.get_sample_value(name) or 0
+
+    sent, dropped = counted("telehub_ws_frames_sent_total"), counted("telehub_ws_frames_dropped_total")
+    outbox = Outbox(limit=2, max_frame_chars=10)
+    outbox.extend([("a", n, f'{{"n":{n}}}') for n in range(4)] + [("a", 4, "x" * 11)])
+    texts, lost = outbox.take()
+    assert len(texts) == 1 and lost == {"a": 4}  # three pushed out, one too large
+    assert counted("telehub_ws_frames_sent_total") == sent + 1
+    assert counted("telehub_ws_frames_dropped_total") == dropped + 4
