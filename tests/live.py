@@ -180,6 +180,10 @@ class HubClient:
         return StalledDashboard(self.ws_url(path), cookie, origin=self.url.rstrip("/"))
 
 
+def daphne_command(port, *options):
+    return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), *options, "hub.asgi:application"]
+
+
 class LiveHub(HubClient):
     """The bridge (manage.py runbridge) and the web server (daphne), as in production."""
 
@@ -209,12 +213,7 @@ class LiveHub(HubClient):
             **{f"HUB_{name.upper()}": str(value) for name, value in settings.items()},
         }
         self.bridge = HubProcess("bridge", [sys.executable, "manage.py", "runbridge"], env, workdir / "bridge.log")
-        self.web = HubProcess(
-            "daphne",
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "hub.asgi:application"],
-            env,
-            workdir / "daphne.log",
-        )
+        self.web = HubProcess("daphne", daphne_command(self.port), env, workdir / "daphne.log")
 
     def start(self):
         self.web.start()
@@ -230,6 +229,15 @@ class LiveHub(HubClient):
         self.bridge.stop()
         self.web.stop()
         self._forget_bridge_login()
+
+    def another_web(self, name, *options, **env):
+        """Another daphne of this hub, with these daphne options and environment variables;
+        returns the process, started (stop it), and its URL."""
+        port = free_port()
+        web = HubProcess(name, daphne_command(port, *options), {**self.web.env, **env}, self.workdir / f"{name}.log")
+        web.start()
+        wait_for_port("127.0.0.1", port, TIMEOUT)
+        return web, f"http://127.0.0.1:{port}/"
 
     def _forget_bridge_login(self):
         """The bridge keeps its login in the registry and writes it back whenever the registry

@@ -1,7 +1,6 @@
 """Prometheus metrics from every process, scraped over real sockets from a real bridge and a
 real daphne while a device publishes, a dashboard watches and a command goes round; who may
 scrape a web process; and the bridge's log as JSON lines."""
-import sys
 import urllib.error
 import urllib.request
 
@@ -15,8 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from hub import tasks
 from telemetry.outbox import Outbox
 from tests.conftest import PASSWORD, running_hub
-from tests.live import TIMEOUT, Device, HubProcess, wait_until
-from tests.servers import free_port, wait_for_port
+from tests.live import TIMEOUT, Device, wait_until
+from tests.servers import free_port
 from tests.test_faults import database_locked
 
 pytestmark = [pytest.mark.live, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -169,15 +168,8 @@ def test_a_web_process_shows_its_metrics_to_loopback_but_not_to_a_request_forwar
 def proxied_web(hub):
     """A second daphne of the hub as docker-compose runs it, behind a proxy (--proxy-headers:
     the client is the first X-Forwarded-For address), allowing one network to scrape it."""
-    port = free_port()
-    web = HubProcess(
-        "daphne (proxied)",
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "--proxy-headers", "hub.asgi:application"],
-        {**hub.web.env, "HUB_METRICS_ALLOWED_IPS": "198.51.100.0/24"}, hub.workdir / "daphne-proxied.log",
-    )
-    web.start()
-    wait_for_port("127.0.0.1", port, TIMEOUT)
-    yield f"http://127.0.0.1:{port}/"
+    web, url = hub.another_web("daphne-proxied", "--proxy-headers", HUB_METRICS_ALLOWED_IPS="198.51.100.0/24")
+    yield url
     web.stop()
 
 

@@ -1,7 +1,6 @@
 """/readyz over a real daphne: ready while the database and Redis answer, 503 naming what does
 not, and never hanging on a server that accepts and stays silent. /healthz stays up meanwhile."""
 import socket
-import sys
 import urllib.error
 import urllib.request
 
@@ -9,8 +8,8 @@ import orjson
 import pytest
 
 from tests.conftest import running, running_hub
-from tests.live import TIMEOUT, HubProcess, wait_until
-from tests.servers import RedisServer, free_port, wait_for_port
+from tests.live import TIMEOUT, wait_until
+from tests.servers import RedisServer, free_port
 
 pytestmark = [pytest.mark.live, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -47,20 +46,8 @@ def test_ready_while_the_database_and_redis_answer_and_not_while_redis_is_stoppe
     wait_until(lambda: get_json(hub.url + "readyz")[0] == 200, message="ready again once Redis is back")
 
 
-def web_alone(hub, name, **env):
-    """Another daphne of the hub with these HUB_* settings changed."""
-    port = free_port()
-    web = HubProcess(
-        name, [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "hub.asgi:application"],
-        {**hub.web.env, **env}, hub.workdir / f"{name}.log",
-    )
-    web.start()
-    wait_for_port("127.0.0.1", port, TIMEOUT)
-    return web, f"http://127.0.0.1:{port}/"
-
-
 def test_a_database_that_refuses_connections_is_named(hub):
-    web, url = web_alone(hub, "no-database", HUB_DATABASE_URL=f"postgres://telehub@127.0.0.1:{free_port()}/telehub")
+    web, url = hub.another_web("no-database", HUB_DATABASE_URL=f"postgres://telehub@127.0.0.1:{free_port()}/telehub")
     try:
         status, body = get_json(url + "readyz")
         assert status == 503 and body["checks"]["database"].startswith("failed") and body["checks"]["redis"] == "ok"
@@ -71,7 +58,7 @@ def test_a_database_that_refuses_connections_is_named(hub):
 def test_a_redis_that_accepts_and_never_answers_does_not_hang_the_check(hub):
     silent = socket.create_server(("127.0.0.1", 0), backlog=16)  # connections complete; nothing is read
     try:
-        web, url = web_alone(hub, "silent-redis", HUB_REDIS_URL=f"redis://127.0.0.1:{silent.getsockname()[1]}/0")
+        web, url = hub.another_web("silent-redis", HUB_REDIS_URL=f"redis://127.0.0.1:{silent.getsockname()[1]}/0")
         try:
             status, body = get_json(url + "readyz")  # within TIMEOUT, or urlopen fails the test
             assert status == 503 and body["checks"]["redis"].startswith("no answer within")
