@@ -2,18 +2,25 @@
 its database and Redis answering (readiness). Neither needs a login; neither says more than
 what failed (the log has the details)."""
 import asyncio
+import contextlib
 import logging
+import threading
 
 import redis.asyncio
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.utils import load_backend
 from django.http import JsonResponse
 
 logger = logging.getLogger("hub.health")
 
 # Each check's bound: a server that accepts and never answers must not hang the check.
 CHECK_SECONDS = 2.0
+# How long the database check's own connection may take to open (PostgreSQL): a database that
+# never answers frees the check's thread after this, so a later check can see it come back.
+CONNECT_SECONDS = 5
+
+_database_answer = None  # the database check under way, which checks asked meanwhile share
 
 
 def healthz(request):
@@ -40,16 +47,37 @@ async def _check(name, ask):
         return name, f"failed: {type(error).__name__}"
 
 
-@sync_to_async(thread_sensitive=False)
-def _ask_database():
-    """A query on a fresh connection, closed after, in a thread of the pool: one that hangs
-    holds no request's thread."""
+async def _ask_database():
+    """Asks the database from a daemon thread of its own, one at a time: a database that does
+    not answer holds that thread, never a thread the process needs, nor its exit; the checks
+    that come meanwhile wait for the same answer."""
+    global _database_answer
+    if _database_answer is None or _database_answer.done():
+        loop = asyncio.get_running_loop()
+        _database_answer = answer = loop.create_future()
+        threading.Thread(target=_query_database, args=(loop, answer), name="readyz-database", daemon=True).start()
+    return await asyncio.shield(_database_answer)
+
+
+def _query_database(loop, answer):
+    """SELECT 1 on a connection of the check's own, opened with a bounded wait and closed after."""
+    database = connections.settings[DEFAULT_DB_ALIAS]
+    options = dict(database.get("OPTIONS", {}))
+    if database["ENGINE"] == "django.db.backends.postgresql":
+        options["connect_timeout"] = CONNECT_SECONDS
+    connection = load_backend(database["ENGINE"]).DatabaseWrapper({**database, "OPTIONS": options}, DEFAULT_DB_ALIAS)
     try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-    finally:
-        connection.close()
-    return "ok"
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+        finally:
+            connection.close()
+    except Exception as error:
+        settle = (answer.set_exception, error)
+    else:
+        settle = (answer.set_result, "ok")
+    with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: the process is leaving
+        loop.call_soon_threadsafe(*settle)
 
 
 async def _ask_redis():

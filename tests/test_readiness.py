@@ -55,14 +55,31 @@ def test_a_database_that_refuses_connections_is_named(hub):
         web.stop()
 
 
-def test_a_redis_that_accepts_and_never_answers_does_not_hang_the_check(hub):
-    silent = socket.create_server(("127.0.0.1", 0), backlog=16)  # connections complete; nothing is read
+@pytest.fixture
+def silent_server():
+    """A port where connections complete and nothing is ever answered."""
+    with socket.create_server(("127.0.0.1", 0), backlog=16) as server:
+        yield server.getsockname()[1]
+
+
+def test_a_redis_that_accepts_and_never_answers_does_not_hang_the_check(hub, silent_server):
+    web, url = hub.another_web("silent-redis", HUB_REDIS_URL=f"redis://127.0.0.1:{silent_server}/0")
     try:
-        web, url = hub.another_web("silent-redis", HUB_REDIS_URL=f"redis://127.0.0.1:{silent.getsockname()[1]}/0")
-        try:
-            status, body = get_json(url + "readyz")  # within TIMEOUT, or urlopen fails the test
-            assert status == 503 and body["checks"]["redis"].startswith("no answer within")
-        finally:
-            web.stop(timeout=30)
+        status, body = get_json(url + "readyz")  # within TIMEOUT, or urlopen fails the test
+        assert status == 503 and body["checks"]["redis"].startswith("no answer within")
     finally:
-        silent.close()
+        web.stop(timeout=30)
+
+
+def test_a_database_that_accepts_and_never_answers_does_not_hang_the_checks(hub, silent_server):
+    web, url = hub.another_web("silent-database", HUB_DATABASE_URL=f"postgres://telehub@127.0.0.1:{silent_server}/x")
+    try:
+        # The first check's connection still hangs while the next ones are asked: each answers
+        # anyway, until the connection gives up (then the next check tries afresh).
+        answers = [get_json(url + "readyz") for _ in range(3)]
+        assert all(status == 503 and body["checks"]["redis"] == "ok" for status, body in answers)
+        assert answers[0][1]["checks"]["database"] == "no answer within 2 s"
+        assert all(body["checks"]["database"] != "ok" for _, body in answers)
+        assert get_json(url + "healthz") == (200, {"ok": True})
+    finally:
+        web.stop(timeout=30)
