@@ -2,6 +2,7 @@
 the broker address `adddevice` hands out, and a missing secret key."""
 import os
 import pwd
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -111,3 +112,4 @@ def test_the_tls_broker_started_as_root_reads_the_key_make_certs_wrote():
         assert client.refusal().getName() == "Not authorized", broker.log()
     finally:
         broker.stop()
+        shutil.rmtree(broker.tmpdir)
