@@ -15,6 +15,7 @@ from telemetry.announce import announce_command
 from telemetry.backpressure import close_with_policy_violation
 from telemetry.frames import ALL_DEVICES, FrameError, SendCommand, Subscribe, Unsubscribe, parse_client_frame
 from telemetry.inbound import DROPPED, EXCEEDED, REFUSED, InboundBudget, utf8_size
+from telemetry.metrics import SOCKETS_ENDED
 from telemetry.outbox import MAX_MESSAGE_CHARS, Outbox
 from telemetry.pacing import SendPace
 from telemetry.recheck import Grant
@@ -97,6 +98,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
 
     async def end(self, code, reason="policy violation"):
         """Closes the socket from the server's side; nothing more is sent or handled."""
+        SOCKETS_ENDED.labels(str(code)).inc()
         self._stop()
         connection = self.scope.get("daphne_connection")  # telemetry.backpressure
         if code == POLICY_VIOLATION and connection is not None:

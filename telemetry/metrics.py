@@ -6,6 +6,11 @@ FRAMES_SENT = Counter("telehub_ws_frames_sent", "Live frames sent to dashboards 
 FRAMES_DROPPED = Counter(
     "telehub_ws_frames_dropped", "Live frames dropped for slow dashboards or too large to send (each told so)."
 )
+SOCKETS_ENDED = Counter(
+    "telehub_ws_sockets_ended", "Websockets the server closed, by close code: 1008 over the inbound rate limit; "
+    "found by the re-check while open, 4401 signed out or deactivated, 4403 a device socket's device no longer "
+    "visible.", ["code"]
+)
 RELAY_MESSAGES = Counter(
     "telehub_relay_messages", "Messages this process's live relay received from the channel layer, by type.", ["type"]
 )

@@ -150,6 +150,18 @@ def test_web_and_bridge_count_sockets_frames_relay_messages_and_commands(hub, de
                message="the closed socket no longer counted")
 
 
+def test_sockets_the_server_ends_are_counted_by_close_code(hub, device, owner):
+    web = hub.url + "metrics"
+    before = value(scrape(web), "telehub_ws_sockets_ended_total", code="4401")
+    dashboard = hub.dashboard(f"ws/devices/{device.id}/", hub.login(owner.username, PASSWORD))
+    dashboard.frame(type="snapshot")
+    owner.is_active = False
+    owner.save()
+    wait_until(lambda: value(scrape(web), "telehub_ws_sockets_ended_total", code="4401") == before + 1,
+               message="the deactivated user's socket ended and counted")
+    dashboard.close()
+
+
 def test_sign_ins_refused_for_too_many_failures_are_counted(hub, owner):
     before = value(scrape(hub.url + "metrics"), "telehub_signins_throttled_total")
     answers = [hub.sign_in(owner.username, "not the password")[0].status for _ in range(6)]
