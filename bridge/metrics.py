@@ -85,8 +85,16 @@ class BridgeCollector(Collector):
         yield GaugeMetricFamily("telehub_bridge_oldest_held_seconds",
                                 "Age of the oldest reading received and not yet stored; 0 when none waits.",
                                 value=bridge.oldest_held_age())
-        connected = bridge.mqtt is not None and bridge.mqtt.connected.is_set()
-        yield GaugeMetricFamily("telehub_bridge_broker_connected", "1 while connected to the broker.", value=int(connected))
+        yield GaugeMetricFamily("telehub_bridge_readings_held_limit", "HUB_BRIDGE_MAX_HELD_READINGS: holding this many, "
+                                "the bridge stops reading from the broker.", value=bridge.max_held_readings)
+        mqtt = bridge.mqtt
+        yield GaugeMetricFamily("telehub_bridge_reading_paused", "1 while the bridge does not read from the broker, "
+                                "holding its maximum: the backlog waits at the broker.",
+                                value=int(mqtt is not None and mqtt.reading_paused))
+        yield CounterMetricFamily("telehub_bridge_reading_pauses", "Times the bridge stopped reading from the broker.",
+                                  value=counts.get("paused", 0))
+        yield GaugeMetricFamily("telehub_bridge_broker_connected", "1 while connected to the broker.",
+                                value=int(mqtt is not None and mqtt.connected.is_set()))
 
 
 def serve(bridge):
