@@ -1,5 +1,6 @@
 """Websockets for dashboards: live readings, status and commands (docs/protocol.md)."""
 import asyncio
+import logging
 import time
 
 import orjson
@@ -10,6 +11,7 @@ from django.conf import settings
 
 from devices import access
 from devices.commands import create_command
+from hub import tasks
 from telemetry import events
 from telemetry.announce import announce_command
 from telemetry.backpressure import close_with_policy_violation
@@ -26,10 +28,13 @@ FINISHED_STATUSES = {"succeeded", "failed", "expired"}
 SNAPSHOTS_PER_MESSAGE = 500
 FORBIDDEN = 4403
 POLICY_VIOLATION = 1008
+SERVER_ERROR = 4500
 BATCH_OVERHEAD = len('{"type":"batch","frames":[]}')
 # How long after its snapshot a socket skips a device's frames that the snapshot holds already.
 # Such a frame was stored before the snapshot was read and reaches the relay within moments.
 SNAPSHOT_OVERLAP_SECONDS = 10.0
+
+logger = logging.getLogger("telemetry.consumers")
 
 
 class DashboardConsumer(AsyncWebsocketConsumer):
@@ -72,6 +77,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         self.followed = {}  # device id -> ids of this socket's commands to a device it does not watch
         self.outbox = Outbox(settings.WS_MAX_PENDING_FRAMES)
         self.sender = asyncio.create_task(self._send_forever())
+        self.sender.add_done_callback(self._sender_ended)
         relay_for(self.channel_layer).recheck.add(self)
         await self.opened()
 
@@ -95,6 +101,16 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         relay.recheck.discard(self)
         for held in (self.watched, self.followed, self.awaiting_snapshot, self.snapshot_seqs):
             held.clear()
+
+    def _sender_ended(self, task):
+        """A sender that crashed would leave the socket open with nothing coming: the crash is
+        logged and counted, and the socket closed, so its page reconnects and starts afresh."""
+        if task.cancelled() or self.ended:
+            return
+        logger.error("a socket's sender crashed; closing it with %d", SERVER_ERROR, exc_info=task.exception(),
+                     extra={"task": "socket_sender"})
+        tasks.crashes["socket_sender"] += 1
+        asyncio.ensure_future(self.end(SERVER_ERROR))
 
     async def end(self, code, reason="policy violation"):
         """Closes the socket from the server's side; nothing more is sent or handled."""

@@ -121,7 +121,7 @@ class AccessRecheck:
         self.sockets.add(socket)
         if self._task is None:
             self.sessions = StoredSessions()
-            self._task = start_supervised("access recheck", self._recheck_forever)
+            self._task = start_supervised("access_recheck", self._recheck_forever)
 
     def discard(self, socket):
         self.sockets.discard(socket)

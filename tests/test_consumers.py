@@ -17,9 +17,10 @@ from django.utils import timezone
 from bridge.protocol import Sample
 from devices.commands import claim_for_sending
 from devices.models import Command, Device
+from hub import tasks
 from hub.asgi import application as hub_application
 from telemetry import consumers, events, relay, snapshots
-from telemetry.outbox import MAX_MESSAGE_CHARS
+from telemetry.outbox import MAX_MESSAGE_CHARS, Outbox
 from telemetry.relay import relay_for
 from telemetry.routing import websocket_urlpatterns
 from telemetry.snapshots import device_snapshots
@@ -582,6 +583,23 @@ async def test_frames_that_would_make_one_message_too_large_for_daphne_go_out_in
         seqs += [frame["seq"] for frame in (sent["frames"] if sent["type"] == "batch" else [sent])]
     assert seqs == [1, 2, 3, 4]
     await communicator.disconnect()
+
+
+# A socket's sender crashing (a bug, not an input: no frame is known to do it).
+
+
+async def test_a_socket_whose_sender_crashes_is_closed_so_its_page_reconnects(people, monkeypatch, caplog):
+    def broken_take(outbox):
+        raise RuntimeError("a bug in the outbox")
+
+    communicator = await connect("/ws/devices/d1/", people["owner"])
+    await communicator.receive_json_from(timeout=2)  # the snapshot
+    crashes = tasks.crashes["socket_sender"]
+    monkeypatch.setattr(Outbox, "take", broken_take)
+    await publish_readings("d1", 1, {"temp": 21.5})
+    assert await communicator.receive_output(timeout=2) == {"type": "websocket.close", "code": consumers.SERVER_ERROR}
+    assert tasks.crashes["socket_sender"] == crashes + 1
+    assert "a socket's sender crashed" in caplog.text and "RuntimeError: a bug in the outbox" in caplog.text
 
 
 # The live stream breaking and coming back.
