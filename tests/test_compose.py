@@ -9,6 +9,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from telemetry.frames import MAX_DEVICES_PER_FRAME
+
 ROOT = Path(__file__).resolve().parent.parent
 LONG_RUNNING = ("redis", "mosquitto", "postgres", "web", "bridge")
 
@@ -180,6 +182,14 @@ def test_the_web_service_sits_behind_a_tls_proxy(services, settings):
     # The health check asks daphne over plain HTTP, which HTTPS mode must not redirect.
     health_path = re.search(r"http://localhost:8000/(\w+)", " ".join(web["healthcheck"]["test"])).group(1)
     assert any(re.fullmatch(pattern, health_path) for pattern in settings.SECURE_REDIRECT_EXEMPT)
+
+
+def test_daphne_reads_no_websocket_message_larger_than_the_largest_frame_a_dashboard_sends(services, settings):
+    command = services["web"]["command"]
+    limit = int(command[command.index("--websocket-max-message-size") + 1])
+    largest_command = settings.MAX_PAYLOAD_BYTES + 1000  # params, and the frame's other fields
+    largest_subscribe = MAX_DEVICES_PER_FRAME * (64 + 3) + 100  # ids of 64 characters, quoted
+    assert max(largest_command, largest_subscribe) < limit < 1 << 20  # daphne's own default
 
 
 def test_the_web_health_check_asks_for_readiness(services):
