@@ -14,7 +14,7 @@ from collections import Counter, defaultdict
 import orjson
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, DataError, IntegrityError
 from django.utils import timezone
 
 from bridge import metrics, protocol
@@ -42,6 +42,16 @@ HEARTBEAT_SECONDS = 5.0
 # as past HUB_BRIDGE_MAX_HELD_READINGS, the bridge stops reading from the broker.
 MAX_BACKGROUND_TASKS = 1000
 
+# Database errors that trying the same data again meets again: the data is at fault, not the
+# database's state. Every other DatabaseError (a lost connection, a lock timeout: transient)
+# is retried.
+PERMANENT_DB_ERRORS = (DataError, IntegrityError)
+
+
+def refused_by_database(error):
+    """What a device is told of a message the database refused (a PERMANENT_DB_ERRORS error)."""
+    return f"the database refused it: {str(error).strip()[:200]}"
+
 
 def db_retry_delay(failures):
     """The wait before the next try after `failures` database errors in a row: doubling, capped."""
@@ -54,34 +64,45 @@ def count_readings(samples):
 
 
 class PendingReadings:
-    """Readings received since the last flush, and the messages to acknowledge once they are stored."""
+    """Telemetry messages received since the last flush, each to acknowledge once its readings
+    are stored (or refused). Kept message by message, so that a batch the database refuses can
+    be split down to the message at fault."""
 
-    def __init__(self):
-        self.samples = defaultdict(list)
-        self.messages = Counter()
-        self.acks = []
-        self.readings = 0
+    def __init__(self, messages=()):
+        self.messages = list(messages)  # (device id, samples, mid, qos, readings)
+        self.readings = sum(message[4] for message in self.messages)
         self.since = None  # time.monotonic() when the oldest of them was received
 
     def add(self, device_id, samples, mid, qos):
-        self.samples[device_id].extend(samples)
-        self.messages[device_id] += 1
-        self.acks.append((mid, qos))
-        self.readings += count_readings(samples)
+        readings = count_readings(samples)
+        self.messages.append((device_id, samples, mid, qos, readings))
+        self.readings += readings
         if self.since is None:
             self.since = time.monotonic()
 
     def extend(self, newer):
-        for device_id, samples in newer.samples.items():
-            self.samples[device_id].extend(samples)
-        self.messages.update(newer.messages)
-        self.acks.extend(newer.acks)
+        self.messages.extend(newer.messages)
         self.readings += newer.readings
         if self.since is None:
             self.since = newer.since
 
-    def __bool__(self):
-        return bool(self.acks)
+    def samples_by_device(self):
+        samples = defaultdict(list)
+        for device_id, device_samples, *_ in self.messages:
+            samples[device_id].extend(device_samples)
+        return samples
+
+    def halves(self):
+        middle = len(self.messages) // 2
+        return PendingReadings(self.messages[:middle]), PendingReadings(self.messages[middle:])
+
+    def forget_first(self, part):
+        """Lets go of `part`, the first of these messages, once stored or refused."""
+        del self.messages[:len(part)]
+        self.readings -= part.readings
+
+    def __len__(self):
+        return len(self.messages)
 
 
 class Bridge:
@@ -218,6 +239,9 @@ class Bridge:
             self._drop(device_id, self._over_budget, message)
             return
         if kind == protocol.TELEMETRY:
+            if message.retain:
+                self._drop(device_id, protocol.RETAINED_TELEMETRY, message)
+                return
             now_ms = self.receive_clock.now(device_id)
             try:
                 samples = protocol.parse_telemetry(message.payload, now_ms, self.max_payload_bytes)
@@ -318,39 +342,77 @@ class Bridge:
             await asyncio.sleep(max(0.0, self.batch_window - (time.monotonic() - started)))
 
     async def _flush(self):
+        """Stores what is pending in one transaction. If the database refuses it for good (a
+        data or integrity error), stores its halves apart, down to single messages: every
+        message it takes is stored, each one it refuses is rejected, and both are acknowledged.
+        Any other error holds what is not stored yet, unacknowledged, for the next flush."""
         self._has_readings.clear()
         if not self._pending:
             return
         batch, self._pending = self._pending, PendingReadings()
-        started = time.monotonic()
-        try:
-            seqs = await database_sync_to_async(store_samples)(batch.samples, timezone.now())
-        except DatabaseError as exc:
-            self._store_failures += 1
-            delay = db_retry_delay(self._store_failures)
-            kind = metrics.count_store_failure(exc)
-            logger.error("could not store %d readings, holding them unacknowledged; retrying in %.1f s: %s",
-                         batch.readings, delay, exc, extra={"count": batch.readings, "kind": kind})
-            batch.extend(self._pending)
-            self._pending = batch
-            self._has_readings.set()
-            await asyncio.sleep(delay)
-            return
-        metrics.FLUSH_SECONDS.observe(time.monotonic() - started)
+        received_at = timezone.now()
+        # Parts are stored first half first, so those done are always the first messages of
+        # the batch: the batch keeps exactly those not stored or refused yet.
+        parts = [PendingReadings(batch.messages)]
+        splitting = False
+        while parts:
+            part = parts.pop()
+            samples = part.samples_by_device()
+            started = time.monotonic()
+            try:
+                seqs = await database_sync_to_async(store_samples)(samples, received_at)
+            except PERMANENT_DB_ERRORS as exc:
+                metrics.count_store_failure(exc)
+                if len(part) > 1:
+                    if not splitting:
+                        splitting = True
+                        logger.warning("the database refused a flush of %d readings from %d messages; storing "
+                                       "them apart to find the messages at fault: %s", part.readings, len(part), exc)
+                    parts.extend(reversed(part.halves()))
+                    continue
+                self._refused(part, exc)
+            except DatabaseError as exc:
+                await self._hold_unstored(batch, exc)
+                return
+            else:
+                metrics.FLUSH_SECONDS.observe(time.monotonic() - started)
+                self._stored(part, samples, seqs)
+            batch.forget_first(part)
+
+    def _refused(self, part, error):
+        """Rejects and acknowledges the one message of `part`, which the database refused."""
+        ((device_id, _, mid, qos, _),) = part.messages
+        self.rejects.reject(device_id, "store_refused", refused_by_database(error))
+        self.mqtt.ack(mid, qos)
+
+    async def _hold_unstored(self, batch, error):
+        """Holds what is left of a batch, unacknowledged, before newer readings, and backs off."""
+        self._store_failures += 1
+        delay = db_retry_delay(self._store_failures)
+        kind = metrics.count_store_failure(error)
+        logger.error("could not store %d readings, holding them unacknowledged; retrying in %.1f s: %s",
+                     batch.readings, delay, error, extra={"count": batch.readings, "kind": kind})
+        batch.extend(self._pending)
+        self._pending = batch
+        self._has_readings.set()
+        await asyncio.sleep(delay)
+
+    def _stored(self, part, samples, seqs):
+        """Acknowledges a stored part, counts its readings and sends their frames to dashboards."""
         if self._store_failures:
-            logger.info("stored %d readings after %d failed attempts", batch.readings, self._store_failures)
+            logger.info("stored %d readings after %d failed attempts", part.readings, self._store_failures)
             self._store_failures = 0
-        for mid, qos in batch.acks:
+        unknown = Counter()
+        for device_id, _, mid, qos, _ in part.messages:
             self.mqtt.ack(mid, qos)
-        for device_id, count in batch.messages.items():
             if device_id not in seqs:
-                self.rejects.reject(device_id, "unknown_device", "no device with this id is registered", count)
-        self.counts["stored"] += sum(
-            len(sample.values) for device_id in seqs for sample in batch.samples[device_id]
-        )
+                unknown[device_id] += 1
+        for device_id, count in unknown.items():
+            self.rejects.reject(device_id, "unknown_device", "no device with this id is registered", count)
+        self.counts["stored"] += sum(count_readings(samples[device_id]) for device_id in seqs)
         if seqs:
-            # One message for the whole flush, however many devices it holds.
-            frames = [events.readings_frame(device_id, seq, batch.samples[device_id]) for device_id, seq in seqs.items()]
+            # One message for the whole part, however many devices it holds.
+            frames = [events.readings_frame(device_id, seq, samples[device_id]) for device_id, seq in seqs.items()]
             self.live.publish(events.readings_event(frames))
 
     # Status and commands.
@@ -373,16 +435,27 @@ class Bridge:
                 await self.dispatch_command(command_id)
 
     async def _handle_result(self, device_id, message):
+        """Records a device's answer. An answer the hub refuses to keep (or the database
+        refuses to store) still ends its command: failed, saying why."""
+        refusal = None
         try:
             answer = protocol.parse_command_result(message.payload, self.max_payload_bytes)
+        except protocol.RefusedResult as refused:
+            refusal, answer = refused, refused.failure
         except Rejected as rejection:
             self._drop(device_id, rejection, message)
             return
-        command = await self._with_db_retry(commands.record_result, device_id, answer)
+        try:
+            command = await self._with_db_retry(commands.record_result, device_id, answer)
+        except PERMANENT_DB_ERRORS as exc:
+            refusal = protocol.RefusedResult(answer.command_id, "store_refused", refused_by_database(exc))
+            command = await self._with_db_retry(commands.record_result, device_id, refusal.failure)
         self.mqtt.ack(message.mid, message.qos)
         if command is None:
             self.rejects.reject(device_id, "unknown_command", f"no command {answer.command_id} awaits an answer")
             return
+        if refusal is not None:
+            self.rejects.reject(device_id, refusal.reason, refusal.detail)
         self.live.publish(events.command_event(command))
 
     async def dispatch_command(self, command_id):
@@ -429,10 +502,17 @@ class Bridge:
             self._swept_at = time.monotonic()
 
     async def _with_db_retry(self, function, *args):
+        """Calls `function` in the database thread, retrying transient errors with backoff
+        until it succeeds. A permanent error (PERMANENT_DB_ERRORS) is raised at once: trying
+        again would meet it again."""
         failures = 0
         while True:
             try:
                 return await database_sync_to_async(function)(*args)
+            except PERMANENT_DB_ERRORS as exc:
+                kind = metrics.count_store_failure(exc)
+                logger.error("the database refused %s, not retrying: %s", function.__name__, exc, extra={"kind": kind})
+                raise
             except DatabaseError as exc:
                 failures += 1
                 delay = db_retry_delay(failures)

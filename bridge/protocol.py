@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import orjson
 
 from devices.models import DEVICE_ID_RE
+from devices.payloads import MAX_DEPTH, UnsafeJson, check_json
 
 TELEMETRY = "telemetry"
 STATUS = "status"
@@ -34,6 +35,11 @@ class Rejected(Exception):
         self.detail = detail
 
 
+# The broker sends a retained message again to every new subscription, so a bridge would store
+# a retained reading again at each start (with a new receive time, as a new reading).
+RETAINED_TELEMETRY = Rejected("retained", "telemetry must not be retained: the broker resends it to every new subscriber")
+
+
 @dataclass(slots=True, frozen=True)
 class Sample:
     """Values a device measured at one instant (epoch milliseconds)."""
@@ -48,6 +54,15 @@ class CommandResult:
     ok: bool
     result: object = None
     error: str = ""
+
+
+class RefusedResult(Rejected):
+    """A device's answer to a command whose content the hub refuses to keep. The command still
+    ends: `failure` is the answer to record instead, saying why."""
+
+    def __init__(self, command_id, reason, detail):
+        super().__init__(reason, detail)
+        self.failure = CommandResult(command_id, False, error=f"the device's result was refused: {reason}: {detail}")
 
 
 def device_topic(device_id, kind):
@@ -77,7 +92,21 @@ def _load_json(payload, max_bytes):
     try:
         return orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
+        if str(exc).startswith("depth limit exceeded"):
+            raise Rejected("too_deep", "nested more than 1024 levels")
         raise Rejected("not_json", str(exc)[:200])
+
+
+def _deeper_than(document, levels):
+    """Whether `document` nests objects and arrays more than `levels` deep; looks no deeper."""
+    stack = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth > levels:
+                return True
+            stack.extend((item, depth + 1) for item in (value.values() if isinstance(value, dict) else value))
+    return False
 
 
 def parse_telemetry(payload, now_ms, max_bytes):
@@ -87,6 +116,17 @@ def parse_telemetry(payload, now_ms, max_bytes):
     `now_ms + n`, so none of them collide in storage, which keeps one reading per device, key and ts.
     """
     document = _load_json(payload, max_bytes)
+    try:
+        return _parse_samples(document, now_ms)
+    except Rejected as refusal:
+        # Depth is measured only for what is refused anyway: an accepted document is at most
+        # three levels deep (a list of entries of values), and the hot path stays as it was.
+        if refusal.reason in ("bad_shape", "bad_value") and _deeper_than(document, MAX_DEPTH):
+            raise Rejected("too_deep", f"nested deeper than {MAX_DEPTH} levels") from None
+        raise
+
+
+def _parse_samples(document, now_ms):
     if not isinstance(document, list):
         return [_parse_entry(document, now_ms, now_ms)]
     if not document:
@@ -134,9 +174,13 @@ def _parse_ts(ts, now_ms):
 def _check_value(key, value):
     if not _KEY_RE.match(key):
         raise Rejected("bad_key", f"key {key[:80]!r} is not 1-64 of A-Z a-z 0-9 _ . -")
-    if isinstance(value, (bool, str)):
-        if isinstance(value, str) and len(value) > MAX_STRING:
+    if isinstance(value, str):
+        if len(value) > MAX_STRING:
             raise Rejected("bad_value", f"{key}: string longer than {MAX_STRING} characters")
+        if "\x00" in value:
+            raise Rejected("bad_value", f"{key}: text holds a NUL character (\\u0000), which PostgreSQL cannot store")
+        return
+    if isinstance(value, bool):
         return
     if isinstance(value, (int, float)) and math.isfinite(value):
         return
@@ -165,8 +209,22 @@ def parse_command_result(payload, max_bytes):
     if not isinstance(ok, bool):
         raise Rejected("bad_shape", "ok must be true or false")
     if ok:
-        return CommandResult(command_id, True, result=document.get("result"))
-    error = document.get("error", "")
-    if not isinstance(error, str):
-        raise Rejected("bad_shape", "error must be a string")
-    return CommandResult(command_id, False, error=error[:MAX_ERROR_TEXT])
+        answer = CommandResult(command_id, True, result=document.get("result"))
+    else:
+        error = document.get("error", "")
+        if not isinstance(error, str):
+            raise Rejected("bad_shape", "error must be a string")
+        answer = CommandResult(command_id, False, error=error[:MAX_ERROR_TEXT])
+    _check_answer(answer)
+    return answer
+
+
+def _check_answer(answer):
+    """Refuses what the hub could store but not send on (orjson encodes 254 levels at most, a
+    browser's integers are exact within ±2^53) or could not store at all (NUL on PostgreSQL)."""
+    if _deeper_than(answer.result, MAX_DEPTH):
+        raise RefusedResult(answer.command_id, "too_deep", f"the result nests deeper than {MAX_DEPTH} levels")
+    try:
+        check_json({"result": answer.result, "error": answer.error}, max_depth=MAX_DEPTH + 1)
+    except UnsafeJson as problem:
+        raise RefusedResult(answer.command_id, "bad_result", str(problem)) from None

@@ -10,12 +10,12 @@ from telemetry.frames import FrameError, SendCommand, Subscribe, parse_client_fr
 
 NOW = 1_764_000_000_000
 LIMIT = 65536
-TELEMETRY_REASONS = {"not_json", "bad_shape", "bad_key", "bad_value", "bad_ts", "too_many", "too_large"}
+TELEMETRY_REASONS = {"not_json", "too_deep", "bad_shape", "bad_key", "bad_value", "bad_ts", "too_many", "too_large"}
 FRAME_CODES = {"bad_json", "bad_frame", "unknown_action"}
 
 keys = st.from_regex(r"[A-Za-z0-9_.-]{1,64}", fullmatch=True)
 device_ids = st.from_regex(r"[A-Za-z0-9_-]{1,64}", fullmatch=True)
-text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=256)
+text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=256)
 values = st.one_of(
     st.booleans(),
     st.integers(min_value=-(2**53), max_value=2**53),
@@ -82,7 +82,7 @@ def test_no_command_result_escapes_its_parser(payload):
     try:
         parse_command_result(payload, LIMIT)
     except Rejected as refusal:
-        assert refusal.reason in {"not_json", "bad_shape", "too_large"}
+        assert refusal.reason in {"not_json", "too_deep", "bad_shape", "bad_result", "too_large"}
 
 
 def frame_outcome(data):

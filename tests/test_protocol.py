@@ -14,6 +14,7 @@ from bridge.protocol import (
     TELEMETRY,
     CommandResult,
     Rejected,
+    RefusedResult,
     commands_topic,
     command_payload,
     device_topic,
@@ -146,7 +147,16 @@ def test_a_payload_of_exactly_the_limit_is_accepted():
     pytest.param(b'{"temp": Infinity}', "not_json", "column 10 (char 9)", id="not_json-Infinity"),
     pytest.param(b'{"temp": -Infinity}', "not_json", "column 11 (char 10)", id="not_json-minus-Infinity"),
     pytest.param(b'{"temp": 1e400}', "not_json", "infinity", id="not_json-number-out-of-range"),
-    pytest.param(b"[" * 1025 + b"]" * 1025, "not_json", "depth", id="not_json-nesting-over-1024"),
+    pytest.param(b"[" * 1025 + b"]" * 1025, "too_deep", "more than 1024", id="too_deep-nesting-over-1024"),
+    pytest.param(b'{"a": ' * 1100 + b"1" + b"}" * 1100, "too_deep", "more than 1024", id="too_deep-objects-over-1024"),
+    pytest.param(b'{"gps": ' + b"[" * 32 + b"]" * 32 + b"}", "too_deep", "deeper than 32", id="too_deep-value-33-levels"),
+    pytest.param(b"[" * 300 + b'{"temp": 1}' + b"]" * 300, "too_deep", "deeper than 32", id="too_deep-list-300-levels"),
+    pytest.param(b'{"values": ' + b'{"a": ' * 40 + b"1" + b"}" * 41, "too_deep", "deeper than 32",
+                 id="too_deep-values-40-levels"),
+    pytest.param(b'{"note": "a\\u0000b"}', "bad_value", "note: text holds a NUL character", id="bad_value-nul-in-string"),
+    pytest.param(b'{"note": "\\u0000"}', "bad_value", "note: text holds a NUL character", id="bad_value-only-nul"),
+    pytest.param(b'[{"a": 1}, {"ts": 1763999940000, "values": {"note": "x\\u0000"}}]', "bad_value",
+                 "note: text holds a NUL character", id="bad_value-nul-in-second-entry"),
     pytest.param(b"", "not_json", "empty", id="not_json-empty-payload"),
     pytest.param(b"[]", "bad_shape", "empty list", id="bad_shape-empty-list"),
     pytest.param(b"21.5", "bad_shape", "expected an object, got float", id="bad_shape-bare-number"),
@@ -177,6 +187,8 @@ def test_a_payload_of_exactly_the_limit_is_accepted():
     pytest.param(b'{"temp": null}', "bad_value", "temp: expected a finite number", id="bad_value-null"),
     pytest.param(b'{"temp": [21.5, 21.6]}', "bad_value", "temp: expected a finite number", id="bad_value-list"),
     pytest.param(b'{"gps": {"lat": 1, "lon": 2}}', "bad_value", "gps: expected a finite number", id="bad_value-object"),
+    pytest.param(b'{"gps": ' + b"[" * 31 + b"]" * 31 + b"}", "bad_value", "gps: expected a finite number",
+                 id="bad_value-list-32-levels-deep-is-not-too-deep"),
     pytest.param(b'{"note": "' + b"x" * 257 + b'"}', "bad_value", "note: string longer than 256",
                  id="bad_value-257-character-string"),
     pytest.param(b'[{"temp": 21.5}, {"ts": 1763999940000, "values": {"temp": null}}]', "bad_value", "temp:",
@@ -363,6 +375,62 @@ def test_a_command_result_over_the_limit_is_too_large():
     payload = orjson.dumps({"id": str(COMMAND_ID), "ok": True, "result": "x" * 200})
     refused = rejection(parse_command_result, payload, 100)
     assert (refused.reason, refused.detail) == ("too_large", f"{len(payload)} bytes, the limit is 100")
+
+
+def nested(levels, inner=1):
+    """A document `levels` arrays deep around `inner`."""
+    document = inner
+    for _ in range(levels):
+        document = [document]
+    return document
+
+
+def test_a_result_nested_as_deep_as_the_hub_allows_is_accepted():
+    answer = parse_command_result(orjson.dumps({"id": str(COMMAND_ID), "ok": True, "result": nested(32)}), LIMIT)
+    assert answer == CommandResult(COMMAND_ID, True, result=nested(32))
+
+
+def answer_payload(ok, **fields):
+    """A device's answer, with each field given as its JSON text (orjson writes 254 levels at most)."""
+    members = [f'"id": "{COMMAND_ID}"', f'"ok": {"true" if ok else "false"}'] + [f'"{name}": {text}' for name, text in fields.items()]
+    return ("{" + ", ".join(members) + "}").encode()
+
+
+def nested_json(levels):
+    return "[" * levels + "1" + "]" * levels
+
+
+@pytest.mark.parametrize("payload, reason, detail", [
+    pytest.param(answer_payload(True, result=nested_json(33)), "too_deep", "the result nests deeper than 32 levels",
+                 id="33-levels"),
+    pytest.param(answer_payload(True, result=nested_json(300)), "too_deep", "the result nests deeper than 32 levels",
+                 id="300-levels-beyond-what-frames-encode"),
+    pytest.param(answer_payload(True, result=nested_json(1000)), "too_deep", "the result nests deeper than 32 levels",
+                 id="1000-levels"),
+    pytest.param(answer_payload(True, result='{"log": ["ok", "a\\u0000b"]}'), "bad_result",
+                 "result.log[1]: text holds a NUL", id="nul-in-result"),
+    pytest.param(answer_payload(True, result='{"a\\u0000": 1}'), "bad_result",
+                 "result: a key that is not text without NUL", id="nul-in-result-key"),
+    pytest.param(answer_payload(True, result=f'{{"big": {2**60}}}'), "bad_result", "result.big: an integer beyond",
+                 id="integer-over-2-53"),
+    pytest.param(answer_payload(False, error='"disk\\u0000full"'), "bad_result", "error: text holds a NUL",
+                 id="nul-in-error"),
+])
+def test_a_result_the_hub_cannot_keep_is_refused_and_fails_its_command(payload, reason, detail):
+    refused = rejection(parse_command_result, payload, LIMIT)
+    assert isinstance(refused, RefusedResult)
+    assert refused.reason == reason
+    assert detail in refused.detail
+    assert refused.failure == CommandResult(
+        COMMAND_ID, False, error=f"the device's result was refused: {reason}: {refused.detail}"
+    )
+
+
+def test_a_result_too_deep_to_parse_is_refused_without_a_command_to_fail():
+    payload = answer_payload(True, result=nested_json(1100))
+    refused = rejection(parse_command_result, payload, LIMIT)
+    assert not isinstance(refused, RefusedResult)
+    assert refused.reason == "too_deep"
 
 
 def test_a_command_goes_to_the_device_as_documented():
