@@ -2,11 +2,7 @@
 again through tests/test_postgres.py): nothing one device sends, and nothing the database
 refuses of it, stops the hub from storing what every other message holds. docs/reliability.md,
 "Poison isolation", says what the bridge does."""
-import contextlib
-import re
 import time
-import uuid
-from collections import Counter
 
 import orjson
 import pytest
@@ -14,13 +10,11 @@ import pytest
 from devices.models import Command
 from telemetry.models import LatestValue, Reading
 from tests.conftest import PASSWORD, running, running_hub
-from tests.live import Device, execute_sql, unique_id, wait_until
+from tests.ingest import counted_so_far, database_refuses, rejections, wait_for_rejections
+from tests.live import Device, unique_id, wait_until
 from tests.servers import MosquittoServer
 
 pytestmark = [pytest.mark.live, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-STATS_RE = re.compile(r"stats: received=\d+ .*rejected=\{([^}]*)\}")
-
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory):
@@ -40,60 +34,11 @@ def database():
     return settings.DATABASES["default"]
 
 
-def rejections(hub, start=0):
-    """The rejections of the bridge's latest stats line after log offset `start`, by reason
-    (counted since that bridge started); empty before its first line."""
-    lines = STATS_RE.findall(hub.bridge.log()[start:])
-    items = lines[-1].split(", ") if lines and lines[-1] else []
-    return Counter({reason: int(count) for reason, count in (item.split("=") for item in items)})
-
-
-def counted_so_far(hub):
-    """The running bridge's rejections, from a stats line it writes from now on."""
-    log = len(hub.bridge.log())
-    hub.bridge.wait_for_log(r"stats: ", start=log)
-    return rejections(hub, log)
-
-
-def wait_for_rejections(hub, start=0, before=None, **expected):
-    """Waits for the bridge's stats to count `expected` of each reason named, more than `before`."""
-    before = before or Counter()
-
-    def counted():
-        now = rejections(hub, start)
-        return {reason: now[reason] - before[reason] for reason in expected}
-
-    return wait_until(lambda: counted() == expected, message=f"the bridge to count {expected} (see its log)")
-
-
 def stored(device, key=None):
     readings = Reading.objects.filter(device=device)
     if key is not None:
         readings = readings.filter(key=key)
     return sorted(readings.values_list("key", "ts"))
-
-
-@contextlib.contextmanager
-def database_refuses(database, table, refused):
-    """The database refuses, with an integrity error, each row of `table` for which `refused`
-    holds (SQL over the row's columns, each written `{row}column`): a rule the hub knows nothing
-    of, so what it refuses passed the bridge's validation. PostgreSQL gets a CHECK constraint;
-    SQLite, which cannot add one to a table, triggers that RAISE(ABORT)."""
-    name = f"refuse_{uuid.uuid4().hex[:12]}"
-    if database["ENGINE"] == "django.db.backends.sqlite3":
-        events = ("INSERT", "UPDATE")
-        for event in events:
-            execute_sql(database, f"CREATE TRIGGER {name}_{event} BEFORE {event} ON {table} "
-                                  f"WHEN {refused.format(row='NEW.')} BEGIN SELECT RAISE(ABORT, 'refused by the test'); END")
-        drop = [f"DROP TRIGGER {name}_{event}" for event in events]
-    else:
-        execute_sql(database, f"ALTER TABLE {table} ADD CONSTRAINT {name} CHECK (NOT ({refused.format(row='')})) NOT VALID")
-        drop = [f"ALTER TABLE {table} DROP CONSTRAINT {name}"]
-    try:
-        yield
-    finally:
-        for statement in drop:
-            execute_sql(database, statement)
 
 
 def sensor(hub, device):
@@ -117,7 +62,7 @@ def test_a_reading_holding_nul_is_refused_and_every_other_reading_is_stored(hub,
     wait_until(lambda: stored(good) == [("temp", ts)], message="the other device's reading stored")
     wait_until(lambda: stored(bad) == [("note", ts + 1), ("temp", ts + 1)], message="the device's next reading stored")
     hub.bridge.wait_for_log(rf"dropped a message from device {bad.id}: bad_value: note: text holds a NUL", start=log)
-    wait_for_rejections(hub, log, before, bad_value=1)
+    wait_for_rejections(hub, {"bad_value": 1}, before, log)
     bad_sensor.go_offline()
     good_sensor.go_offline()
 
@@ -144,7 +89,7 @@ def test_a_message_the_database_refuses_is_rejected_alone_also_when_it_waited_at
         expected = [("n", ts + n) for n in range(100)]
         wait_until(lambda: stored(good) == expected, message="every reading of the other device stored")
         wait_until(lambda: stored(bad) == expected, message="every other reading of the device stored")
-        wait_for_rejections(hub, log, store_refused=1, bad_value=1)
+        wait_for_rejections(hub, {"store_refused": 1, "bad_value": 1}, start=log)
         hub.bridge.wait_for_log(rf"dropped a message from device {bad.id}: store_refused: the database refused it: ", start=log)
         # The backlog came in flushes of many messages: the refused one was found by splitting.
         split = hub.bridge.wait_for_log(r"the database refused a flush of \d+ readings from (\d+) messages", start=log)
@@ -177,7 +122,7 @@ def test_retained_telemetry_is_refused_at_every_bridge_start_and_stored_once(hub
         log = len(hub.bridge.log())
         hub.start_bridge()
         hub.bridge.wait_for_log(rf"dropped a message from device {device.id}: retained: ", start=log)
-        wait_for_rejections(hub, log, retained=1)
+        wait_for_rejections(hub, {"retained": 1}, start=log)
     assert len(stored(device)) == 1
     retainer.publish(retainer.topic("telemetry"), b"", retain=True)  # clears it at the broker
     retainer.go_offline()
@@ -224,7 +169,7 @@ def test_a_result_the_hub_cannot_keep_fails_its_command_and_dashboards_are_told(
     command.refresh_from_db()
     assert (command.status, command.result, command.error) == ("failed", None, frame["error"])
     hub.bridge.wait_for_log(rf"dropped a message from device {device.id}: {reason}: ", start=log)
-    wait_for_rejections(hub, log, before, **{reason: 1})
+    wait_for_rejections(hub, {reason: 1}, before, log)
 
 
 def test_a_result_the_database_refuses_fails_its_command_and_is_not_retried(hub, database, answering, device):
@@ -236,7 +181,7 @@ def test_a_result_the_database_refuses_fails_its_command_and_is_not_retried(hub,
         device_sensor.publish(device_sensor.topic("commands/result"), answer_text(command, '{"files": 3}'))
         frame = dashboard.frame(type="command", id=str(command.id), status="failed")
     assert frame["error"].startswith("the device's result was refused: store_refused: the database refused it: ")
-    wait_for_rejections(hub, log, before, store_refused=1)
+    wait_for_rejections(hub, {"store_refused": 1}, before, log)
     hub.bridge.wait_for_log(rf"dropped a message from device {device.id}: store_refused: ", start=log)
     assert "retrying in" not in hub.bridge.log()[log:]
 
