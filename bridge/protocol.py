@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import orjson
 
 from devices.models import DEVICE_ID_RE
-from devices.payloads import MAX_DEPTH, UnsafeJson, check_json
+from devices.payloads import MAX_DEPTH, MAX_SAFE_INTEGER, UnsafeJson, check_json
 
 TELEMETRY = "telemetry"
 STATUS = "status"
@@ -37,7 +37,7 @@ class Rejected(Exception):
 
 # The broker sends a retained message again to every new subscription, so a bridge would store
 # a retained reading again at each start (with a new receive time, as a new reading).
-RETAINED_TELEMETRY = Rejected("retained", "telemetry must not be retained: the broker resends it to every new subscriber")
+RETAINED_TELEMETRY = Rejected("retained", "telemetry must not be retained: the broker resends it to every subscriber")
 
 
 @dataclass(slots=True, frozen=True)
@@ -221,10 +221,13 @@ def parse_command_result(payload, max_bytes):
 
 def _check_answer(answer):
     """Refuses what the hub could store but not send on (orjson encodes 254 levels at most, a
-    browser's integers are exact within ±2^53) or could not store at all (NUL on PostgreSQL)."""
+    browser's numbers are exact within ±2^53, PostgreSQL's jsonb reads 1e300 back as an integer
+    of 301 digits) or could not store at all (NUL on PostgreSQL)."""
     if _deeper_than(answer.result, MAX_DEPTH):
         raise RefusedResult(answer.command_id, "too_deep", f"the result nests deeper than {MAX_DEPTH} levels")
     try:
-        check_json({"result": answer.result, "error": answer.error}, max_depth=MAX_DEPTH + 1)
+        # One level more: the result itself may nest MAX_DEPTH deep.
+        document = {"result": answer.result, "error": answer.error}
+        check_json(document, max_depth=MAX_DEPTH + 1, max_float=MAX_SAFE_INTEGER)
     except UnsafeJson as problem:
         raise RefusedResult(answer.command_id, "bad_result", str(problem)) from None

@@ -156,6 +156,7 @@ def answer_text(command, result):
     pytest.param("[" * 1000 + "]" * 1000, "too_deep", id="nested-1000-deep"),
     pytest.param('{"log": "a\\u0000b"}', "bad_result", id="nul"),
     pytest.param('{"count": 18014398509481984}', "bad_result", id="integer-2-54"),
+    pytest.param('{"huge": 1e300}', "bad_result", id="float-1e300"),
 ])
 def test_a_result_the_hub_cannot_keep_fails_its_command_and_dashboards_are_told(hub, answering, device, result, reason):
     device_sensor, dashboard = answering
@@ -176,7 +177,8 @@ def test_a_result_the_database_refuses_fails_its_command_and_is_not_retried(hub,
     device_sensor, dashboard = answering
     command = sent_command(device_sensor, device)
     before, log = counted_so_far(hub), len(hub.bridge.log())
-    refused = f"{{row}}id = '{command.id.hex if database['ENGINE'].endswith('sqlite3') else command.id}' AND {{row}}result IS NOT NULL"
+    stored_id = command.id.hex if database["ENGINE"].endswith("sqlite3") else command.id  # as Django stores a uuid
+    refused = f"{{row}}id = '{stored_id}' AND {{row}}result IS NOT NULL"
     with database_refuses(database, Command._meta.db_table, refused):
         device_sensor.publish(device_sensor.topic("commands/result"), answer_text(command, '{"files": 3}'))
         frame = dashboard.frame(type="command", id=str(command.id), status="failed")

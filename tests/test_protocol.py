@@ -415,6 +415,8 @@ def nested_json(levels):
                  id="integer-over-2-53"),
     pytest.param(answer_payload(False, error='"disk\\u0000full"'), "bad_result", "error: text holds a NUL",
                  id="nul-in-error"),
+    pytest.param(answer_payload(True, result='{"huge": 1e300}'), "bad_result", "result.huge: a number beyond",
+                 id="float-beyond-2-53-which-jsonb-reads-back-as-a-301-digit-integer"),
 ])
 def test_a_result_the_hub_cannot_keep_is_refused_and_fails_its_command(payload, reason, detail):
     refused = rejection(parse_command_result, payload, LIMIT)
