@@ -14,12 +14,13 @@ from collections import Counter, defaultdict
 import orjson
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.db import DatabaseError, DataError, IntegrityError
+from django.db import DatabaseError
 from django.utils import timezone
 
 from bridge import metrics, protocol
 from bridge.broker_auth_sync import BrokerAuthSync
 from bridge.clock import ReceiveClock
+from bridge.db_errors import PERMANENT_DB_ERRORS, refused_by_database
 from bridge.limits import DeviceBudgets
 from bridge.live import LiveSender
 from bridge.mqtt import MqttConnection, parse_mqtt_url
@@ -27,7 +28,7 @@ from bridge.protocol import Rejected
 from bridge.rejects import RejectLog
 from devices import commands
 from devices.presence import record_status
-from hub.tasks import start_supervised
+from hub.tasks import crashes, start_supervised
 from telemetry import events
 from telemetry.storage import store_samples
 
@@ -41,17 +42,6 @@ HEARTBEAT_SECONDS = 5.0
 # Status and result messages being handled at once (each holds one small message); past this,
 # as past HUB_BRIDGE_MAX_HELD_READINGS, the bridge stops reading from the broker.
 MAX_BACKGROUND_TASKS = 1000
-
-# Database errors that trying the same data again meets again: the data is at fault, not the
-# database's state. Every other DatabaseError (a lost connection, a lock timeout: transient)
-# is retried.
-PERMANENT_DB_ERRORS = (DataError, IntegrityError)
-
-
-def refused_by_database(error):
-    """What a device is told of a message the database refused (a PERMANENT_DB_ERRORS error)."""
-    return f"the database refused it: {str(error).strip()[:200]}"
-
 
 def db_retry_delay(failures):
     """The wait before the next try after `failures` database errors in a row: doubling, capped."""
@@ -274,6 +264,11 @@ class Bridge:
 
     def _background_done(self, task):
         self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # Its message stays unacknowledged: the broker sends it again on the next connection.
+            logger.error("handling a status or result message crashed", exc_info=task.exception(),
+                         extra={"task": "message_handler"})
+            crashes["message_handler"] += 1
         self._resume_if_room()
 
     # Bounded memory: while the database is away the backlog waits at the broker, not here.
@@ -424,7 +419,11 @@ class Bridge:
             self._drop(device_id, rejection, message)
             return
         now = timezone.now()
-        known = await self._with_db_retry(record_status, device_id, online, now)
+        try:
+            known = await self._with_db_retry(record_status, device_id, online, now)
+        except PERMANENT_DB_ERRORS as exc:
+            self._drop(device_id, Rejected("store_refused", refused_by_database(exc)), message)
+            return
         self.mqtt.ack(message.mid, message.qos)
         if not known:
             self.rejects.reject(device_id, "unknown_device", "no device with this id is registered")

@@ -7,7 +7,6 @@ only reads, and copies each dict in one step. docs/operations.md lists every met
 import logging
 
 from django.conf import settings
-from django.db import DataError, IntegrityError
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.gc_collector import GCCollector
@@ -15,6 +14,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from bridge.db_errors import PERMANENT_DB_ERRORS
 from devices.metrics import COMMANDS
 from hub.metrics import TaskCrashes
 
@@ -42,7 +42,7 @@ for kind in ("transient", "permanent"):
 
 def failure_kind(error):
     """A database error's kind: permanent when retrying the same data cannot succeed."""
-    return "permanent" if isinstance(error, (DataError, IntegrityError)) else "transient"
+    return "permanent" if isinstance(error, PERMANENT_DB_ERRORS) else "transient"
 
 
 def count_store_failure(error):

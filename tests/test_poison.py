@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from devices.models import Command
+from devices.models import Device as RegisteredDevice
 from telemetry.models import LatestValue, Reading
 from tests.conftest import PASSWORD, running, running_hub
 from tests.ingest import counted_so_far, database_refuses, rejections, wait_for_rejections
@@ -197,3 +198,17 @@ def test_a_well_formed_result_as_deep_as_allowed_still_succeeds(hub, answering, 
     for _ in range(31):
         nested = [nested]
     assert frame["result"] == nested
+
+
+def test_a_status_the_database_refuses_is_rejected_and_the_next_one_is_stored(hub, database, device):
+    device_sensor = sensor(hub, device)
+    wait_until(lambda: RegisteredDevice.objects.get(pk=device.id).online, message="the device online")
+    before, log = counted_so_far(hub), len(hub.bridge.log())
+    with database_refuses(database, RegisteredDevice._meta.db_table, f"{{row}}id = '{device.id}' AND NOT {{row}}online"):
+        device_sensor.publish(device_sensor.topic("status"), b"offline", retain=True)
+        hub.bridge.wait_for_log(rf"dropped a message from device {device.id}: store_refused: the database refused it", start=log)
+        wait_for_rejections(hub, {"store_refused": 1}, before, log)
+    assert RegisteredDevice.objects.get(pk=device.id).online
+    assert "retrying in" not in hub.bridge.log()[log:]
+    device_sensor.go_offline()
+    wait_until(lambda: not RegisteredDevice.objects.get(pk=device.id).online, message="the next status stored")
