@@ -85,6 +85,8 @@ PAGES = {
 # Routes open to anyone, and why.
 PUBLIC = {
     "healthz": "liveness for health checks; answers {\"ok\": true} and nothing else",
+    "readyz": "readiness for health checks: which of the database and Redis answers, nothing else",
+    "metrics": "Prometheus metrics: loopback and HUB_METRICS_ALLOWED_IPS only (tests/test_metrics.py)",
     "api/openapi.json": "the API's schema: routes and shapes, no data",
     "api/": "django-ninja's root, a 404 for everyone",
 }

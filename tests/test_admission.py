@@ -8,6 +8,7 @@ from channels.testing import WebsocketCommunicator
 from hub import asgi
 from telemetry.admission import ConnectAdmission
 from telemetry.backpressure import WriteGateMiddleware
+from telemetry.metrics import CountSockets
 from tests.manual_clock import Clock
 
 
@@ -100,8 +101,11 @@ async def test_two_refusals_ten_seconds_apart_are_reported_each_and_those_betwee
 
 def test_the_hubs_websockets_pass_through_admission_with_the_configured_limit_inside_the_write_gate(settings):
     """Admission wraps `send`, and the write gate finds daphne's connection through daphne's own
-    `send` (telemetry.backpressure): the gate must come first."""
-    websocket_app = asgi.application.application_mapping["websocket"]
+    `send` (telemetry.backpressure): the gate must come first, but for the count of open
+    sockets, which leaves `send` alone."""
+    counted = asgi.application.application_mapping["websocket"]
+    assert isinstance(counted, CountSockets)
+    websocket_app = counted.app
     assert isinstance(websocket_app, WriteGateMiddleware)
     assert isinstance(websocket_app.inner, ConnectAdmission)
     assert websocket_app.inner.limit == settings.WS_MAX_CONNECTING == 32
