@@ -98,7 +98,7 @@ class PendingReadings:
 class Bridge:
     def __init__(self, channel_layer, address, *, client_id, shared_group="", max_payload_bytes=65536,
                  batch_window_ms=2, stats_interval=60, heartbeat_path=None, broker_auth_dir=None,
-                 device_messages_per_second=100, device_bytes_per_second=262144, max_held_readings=10000,
+                 device_messages_per_second=100, device_bytes_per_second=262144, max_held_readings=100000,
                  stall_seconds=30):
         self.channel_layer = channel_layer
         self.address = address

@@ -248,7 +248,7 @@ BRIDGE_HEARTBEAT_FILE = Path(env_str("HUB_BRIDGE_HEARTBEAT_FILE", str(DATA_DIR /
 BRIDGE_STALL_SECONDS = env_int("HUB_BRIDGE_STALL_SECONDS", 30, minimum=1)
 # Readings the bridge holds unstored (the database slow or away) before it stops reading from
 # the broker, which then queues the backlog; QoS 0 readings past it are dropped (backlog_full).
-BRIDGE_MAX_HELD_READINGS = env_int("HUB_BRIDGE_MAX_HELD_READINGS", 10000, minimum=1)
+BRIDGE_MAX_HELD_READINGS = env_int("HUB_BRIDGE_MAX_HELD_READINGS", 100000, minimum=1)
 # Prometheus metrics (docs/operations.md): the bridge serves its own on this address and port
 # (0: off); each web process serves /metrics to loopback and these addresses or networks only.
 BRIDGE_METRICS_PORT = env_int("HUB_BRIDGE_METRICS_PORT", 9108, minimum=0)

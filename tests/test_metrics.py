@@ -82,7 +82,7 @@ def test_the_bridge_counts_what_it_receives_stores_and_rejects(hub, device):
     after = grows(url, "telehub_bridge_readings_stored_total", value(before, "telehub_bridge_readings_stored_total") + 1)
     assert value(after, "telehub_bridge_messages_received_total") >= value(before, "telehub_bridge_messages_received_total") + 2
     assert value(after, "telehub_bridge_broker_connected") == 1
-    assert value(after, "telehub_bridge_readings_held_limit") == 10000  # HUB_BRIDGE_MAX_HELD_READINGS's default
+    assert value(after, "telehub_bridge_readings_held_limit") == 100000  # HUB_BRIDGE_MAX_HELD_READINGS's default
     assert value(after, "telehub_bridge_reading_paused") == 0
     assert ("telehub_bridge_reading_pauses_total", ()) in after
     assert value(after, "telehub_bridge_flush_seconds_count") > value(before, "telehub_bridge_flush_seconds_count")
