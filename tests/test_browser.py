@@ -128,11 +128,17 @@ def test_a_command_from_the_page_reaches_the_device_and_its_result_shows(signed_
     expect(item.locator(".outcome")).to_have_text('{"interval":5}')
     screenshot(signed_in, "device")
 
-    signed_in.get_by_label("Params (JSON)").fill("{not json")
-    signed_in.get_by_role("button", name="Send").click()
-    expect(signed_in.locator("#command-error")).to_contain_text("Params:")
-    sensor.no_command(within=0.5)
+    params_are_refused(signed_in, sensor, "{not json", "Params:")
     sensor.go_offline()
+
+
+def params_are_refused(page, sensor, params, error):
+    """Sends a command with these params from the device page: the page shows `error`, and
+    nothing reaches the device."""
+    page.get_by_label("Params (JSON)").fill(params)
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator("#command-error")).to_contain_text(error)
+    sensor.no_command(within=0.5)
 
 
 def test_a_command_the_device_never_answers_shows_expired_with_its_reason(signed_in, live_hub, device):
@@ -150,10 +156,7 @@ def test_a_command_the_device_never_answers_shows_expired_with_its_reason(signed
     expect(item).to_contain_text("timeout 1 s")
 
     # Params the hub could not send are refused where they are typed in.
-    signed_in.get_by_label("Params (JSON)").fill('{"n": 1e300}')
-    signed_in.get_by_role("button", name="Send").click()
-    expect(signed_in.locator("#command-error")).to_contain_text("params: n: a number beyond")
-    sensor.no_command(within=0.5)
+    params_are_refused(signed_in, sensor, '{"n": 1e300}', "params: n: a number beyond")
     sensor.go_offline()
 
 
