@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import orjson
 
 from devices.models import DEVICE_ID_RE
-from devices.payloads import MAX_DEPTH, MAX_SAFE_INTEGER, UnsafeJson, check_json
+from devices.payloads import MAX_DEPTH, MAX_SAFE_INTEGER, TooDeep, UnsafeJson, check_json
 
 TELEMETRY = "telemetry"
 STATUS = "status"
@@ -223,11 +223,11 @@ def _check_answer(answer):
     """Refuses what the hub could store but not send on (orjson encodes 254 levels at most, a
     browser's numbers are exact within ±2^53, PostgreSQL's jsonb reads 1e300 back as an integer
     of 301 digits) or could not store at all (NUL on PostgreSQL)."""
-    if _deeper_than(answer.result, MAX_DEPTH):
-        raise RefusedResult(answer.command_id, "too_deep", f"the result nests deeper than {MAX_DEPTH} levels")
     try:
         # One level more: the result itself may nest MAX_DEPTH deep.
         document = {"result": answer.result, "error": answer.error}
         check_json(document, max_depth=MAX_DEPTH + 1, max_float=MAX_SAFE_INTEGER)
+    except TooDeep:
+        raise RefusedResult(answer.command_id, "too_deep", f"the result nests deeper than {MAX_DEPTH} levels") from None
     except UnsafeJson as problem:
         raise RefusedResult(answer.command_id, "bad_result", str(problem)) from None

@@ -17,6 +17,10 @@ class UnsafeJson(ValueError):
     """A document the hub will not take; the message says where and why."""
 
 
+class TooDeep(UnsafeJson):
+    """A document nested deeper than the hub takes."""
+
+
 def check_json(document, *, max_depth=MAX_DEPTH, max_integer=MAX_SAFE_INTEGER, max_float=math.inf):
     """Raises UnsafeJson for the first problem found: nesting deeper than `max_depth` objects
     and arrays, a NUL character in a string or key, a number that is not finite, an integer
@@ -30,7 +34,7 @@ def check_json(document, *, max_depth=MAX_DEPTH, max_integer=MAX_SAFE_INTEGER, m
         value, depth, path = stack.pop()
         if isinstance(value, (dict, list)):
             if depth >= max_depth:
-                raise UnsafeJson(f"{path or 'the document'}: nested deeper than {max_depth} levels")
+                raise TooDeep(f"{path or 'the document'}: nested deeper than {max_depth} levels")
             if isinstance(value, dict):
                 for key, item in value.items():
                     if not isinstance(key, str) or "\x00" in key:
