@@ -79,6 +79,7 @@ INSTALLED_APPS = [
     "devices",
     "telemetry",
     "bridge",
+    "alarms",
     "hub",
 ]
 
