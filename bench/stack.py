@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -148,6 +149,7 @@ class Stack:
         self.url = f"http://127.0.0.1:{self.port}"
         self.meter = ResourceMeter()
         self.bridge_client_id = unique_id("bench-bridge")
+        self.bridge_metrics_port = free_port()
         # Broker logins: the hub's bridge, the raw and naive subscribers (bridge role, each its own
         # session), and the load generators (gateway role: each publishes for many devices).
         self.accounts = {
@@ -167,6 +169,7 @@ class Stack:
             "HUB_BROKER_AUTH_DIR": str(self.mosquitto.auth_dir),
             "HUB_MQTT_CLIENT_ID": self.bridge_client_id,
             "HUB_BRIDGE_STATS_INTERVAL": "5",
+            "HUB_BRIDGE_METRICS_PORT": str(self.bridge_metrics_port),
             "HUB_DATA_DIR": str(self.workdir),
             "HUB_LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
@@ -246,6 +249,31 @@ class Stack:
     def stop_bridge(self):
         self.meter.forget("bridge")
         self.bridge.stop()
+
+    def bridge_metrics(self):
+        """The bridge's own figures, as {metric name: value} (unlabelled metrics only)."""
+        url = f"http://127.0.0.1:{self.bridge_metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            lines = response.read().decode().splitlines()
+        return {name: float(value) for name, _, value in (line.partition(" ") for line in lines)
+                if name.startswith("telehub_bridge_") and "{" not in name}
+
+    def wait_drained(self, quiet=1.0, timeout=600):
+        """Waits until the bridge holds nothing and has received nothing for `quiet` seconds (the
+        broker has nothing queued for it), so a scenario's backlog cannot spill into the next
+        one's figures. Returns the seconds it took."""
+        started = time.monotonic()
+        received, since = None, started
+        while True:
+            figures = self.bridge_metrics()
+            now = time.monotonic()
+            if figures["telehub_bridge_messages_received_total"] != received or figures["telehub_bridge_readings_held"]:
+                received, since = figures["telehub_bridge_messages_received_total"], now
+            elif now - since >= quiet:
+                return round(since - started, 1)
+            if now - started > timeout:
+                raise RuntimeError(f"the bridge did not drain in {timeout} s: {figures}")
+            time.sleep(0.1)
 
     def _copy_database_for_naive(self):
         """The naive bridge's database: the hub's registry, its devices, accounts and session,

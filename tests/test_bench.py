@@ -37,6 +37,15 @@ def test_every_reading_published_in_the_ingest_scenario_is_stored_exactly_once(q
         assert ingest["delivered"]["readings"] > 0 and ingest["publish_to_websocket"]["p50_ms"] is not None
 
 
+def test_the_ingest_runs_at_its_share_of_the_raw_ceiling_and_each_scenario_waits_for_the_bridge_to_drain(quick_run):
+    figures, printed = quick_run
+    share = round(0.35 * figures["ceiling"]["raw"]["readings_per_s"])
+    assert [ingest["offered_per_s"] for ingest in figures["ingest"]] == [500, share]
+    assert all(ingest["drained_after_s"] >= 0 for ingest in figures["ingest"])
+    assert set(figures["drained_after_s"]) == {"ceiling", "ingest", "fanout", "page", "idle"}
+    assert "the bridge drained, after each scenario: ceiling" in printed
+
+
 def test_the_ceiling_compares_our_bridge_with_the_raw_subscriber_and_the_naive_bridge(quick_run):
     ceiling = quick_run[0]["ceiling"]
     assert ceiling["raw"]["drained"] == ceiling["ours"]["drained"] == 3000
