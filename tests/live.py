@@ -180,8 +180,8 @@ class HubClient:
         return StalledDashboard(self.ws_url(path), cookie, origin=self.url.rstrip("/"))
 
 
-def daphne_command(port, *options):
-    return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), *options, "hub.asgi:application"]
+def daphne_command(port, *options, host="127.0.0.1"):
+    return [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), *options, "hub.asgi:application"]
 
 
 class LiveHub(HubClient):
@@ -240,12 +240,17 @@ class LiveHub(HubClient):
         return web, f"http://127.0.0.1:{port}/"
 
     def _forget_bridge_login(self):
-        """The bridge keeps its login in the registry and writes it back whenever the registry
-        changes (bridge.broker_auth_sync), so also after a test emptied the tables while the hub
-        ran on: once it has stopped, remove it, so that later tests find only their own accounts."""
-        from devices.models import BrokerAccount
+        forget_bridge_logins(self.database, [self.bridge_login[0]])
 
-        execute_sql(self.database, f"DELETE FROM {BrokerAccount._meta.db_table} WHERE username = %s", [self.bridge_login[0]])
+
+def forget_bridge_logins(database, usernames):
+    """A bridge keeps its login in the registry and writes it back whenever the registry changes
+    (bridge.broker_auth_sync), so also after a test emptied the tables while the hub ran on: once
+    the bridges have stopped, remove their logins, so that later tests find only their own accounts."""
+    from devices.models import BrokerAccount
+
+    for username in usernames:
+        execute_sql(database, f"DELETE FROM {BrokerAccount._meta.db_table} WHERE username = %s", [username])
 
 
 class Dashboard:
