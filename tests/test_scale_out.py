@@ -5,7 +5,6 @@ per replica), and three bridges on one shared subscription, each with a broker l
 
 Until the bridges derive their identity from HUB_BRIDGE_ID (issue 16), each is given its own
 login, client id and HUB_MQTT_SHARED_GROUP here, as compose's replicas will derive them."""
-import os
 import re
 import sys
 import uuid
@@ -16,7 +15,7 @@ from devices.models import Command
 from telemetry.models import Reading
 from tests.conftest import PASSWORD, running
 from tests.live import (
-    Device, HubClient, HubProcess, daphne_command, database_url, forget_bridge_logins, unique_id, wait_until,
+    Device, HubClient, HubProcess, daphne_command, forget_bridge_logins, hub_environment, unique_id, wait_until,
 )
 from tests.servers import NameServer, ProxyServer, free_port, wait_for_port
 
@@ -41,21 +40,10 @@ class ScaledHub(HubClient):
         self.name_server = NameServer(WEB_ADDRESSES[:1])
         self.proxy = ProxyServer(workdir, self.name_server, self.web_port)
         super().__init__(self.proxy.url)
-        env = {
-            **os.environ,
-            "HUB_SECRET_KEY": "test-secret-key-not-for-production",
-            "HUB_ALLOWED_HOSTS": "localhost",
-            "HUB_HTTPS": "true",
-            "HUB_DATABASE_URL": database_url(database),
-            "HUB_REDIS_URL": redis_url,
-            "HUB_BROKER_AUTH_DIR": str(broker.auth_dir),
-            "HUB_BRIDGE_STATS_INTERVAL": "1",
-            "HUB_BRIDGE_METRICS_PORT": "0",
-            "PYTHONUNBUFFERED": "1",
-        }
+        env = hub_environment(database, redis_url, broker, workdir, https="true")
         self.webs = [
             HubProcess(f"web-{n}", daphne_command(self.web_port, "--proxy-headers", host=address),
-                       {**env, "HUB_DATA_DIR": str(workdir)}, workdir / f"web-{n}.log")
+                       env, workdir / f"web-{n}.log")
             for n, address in enumerate(WEB_ADDRESSES, 1)
         ]
         self.bridge_logins = [(unique_id("bridge.test"), uuid.uuid4().hex) for _ in range(BRIDGES)]
