@@ -58,15 +58,17 @@ class ScaledHub(HubClient):
 
     def start(self):
         self.name_server.start()
-        for web in self.webs:
-            web.start()
-        for bridge in self.bridges:
-            bridge.start()
-        for address in WEB_ADDRESSES:
-            wait_for_port(address, self.web_port, START_TIMEOUT)
-        for bridge in self.bridges:
-            bridge.wait_for_log(r"connected to mqtt://", timeout=START_TIMEOUT)
-        self.proxy.start()
+        try:
+            for process in self.webs + self.bridges:
+                process.start()
+            for address in WEB_ADDRESSES:
+                wait_for_port(address, self.web_port, START_TIMEOUT)
+            for bridge in self.bridges:
+                bridge.wait_for_log(r"connected to mqtt://", timeout=START_TIMEOUT)
+            self.proxy.start()
+        except BaseException:  # no process of a hub that never started outlives the test
+            self.stop()
+            raise
 
     def stop(self):
         self.proxy.stop()
