@@ -180,8 +180,26 @@ class HubClient:
         return StalledDashboard(self.ws_url(path), cookie, origin=self.url.rstrip("/"))
 
 
-def daphne_command(port, *options):
-    return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), *options, "hub.asgi:application"]
+def daphne_command(port, *options, host="127.0.0.1"):
+    return [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), *options, "hub.asgi:application"]
+
+
+def hub_environment(database, redis_url, broker, workdir, **settings):
+    """The environment of the hub's processes on these servers, with these HUB_* settings."""
+    return {
+        **os.environ,
+        "HUB_SECRET_KEY": "test-secret-key-not-for-production",
+        "HUB_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "HUB_DATABASE_URL": database_url(database),
+        "HUB_REDIS_URL": redis_url,
+        "HUB_BROKER_AUTH_DIR": str(broker.auth_dir),
+        "HUB_BRIDGE_STATS_INTERVAL": "1",
+        # Many test bridges run at once: metrics only where a test asks, on a port of its own.
+        "HUB_BRIDGE_METRICS_PORT": "0",
+        "HUB_DATA_DIR": str(workdir),
+        "PYTHONUNBUFFERED": "1",
+        **{f"HUB_{name.upper()}": str(value) for name, value in settings.items()},
+    }
 
 
 class LiveHub(HubClient):
@@ -197,21 +215,7 @@ class LiveHub(HubClient):
         self.bridge_login = (unique_id("bridge.test"), uuid.uuid4().hex)
         self.port = free_port()
         super().__init__(f"http://127.0.0.1:{self.port}/")
-        env = {
-            **os.environ,
-            "HUB_SECRET_KEY": "test-secret-key-not-for-production",
-            "HUB_ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "HUB_DATABASE_URL": database_url(database),
-            "HUB_REDIS_URL": redis_url,
-            "HUB_MQTT_URL": broker.login_url(*self.bridge_login),
-            "HUB_BROKER_AUTH_DIR": str(broker.auth_dir),
-            "HUB_BRIDGE_STATS_INTERVAL": "1",
-            # Many test bridges run at once: metrics only where a test asks, on a port of its own.
-            "HUB_BRIDGE_METRICS_PORT": "0",
-            "HUB_DATA_DIR": str(workdir),
-            "PYTHONUNBUFFERED": "1",
-            **{f"HUB_{name.upper()}": str(value) for name, value in settings.items()},
-        }
+        env = hub_environment(database, redis_url, broker, workdir, mqtt_url=broker.login_url(*self.bridge_login), **settings)
         self.bridge = HubProcess("bridge", [sys.executable, "manage.py", "runbridge"], env, workdir / "bridge.log")
         self.web = HubProcess("daphne", daphne_command(self.port), env, workdir / "daphne.log")
 
@@ -240,12 +244,17 @@ class LiveHub(HubClient):
         return web, f"http://127.0.0.1:{port}/"
 
     def _forget_bridge_login(self):
-        """The bridge keeps its login in the registry and writes it back whenever the registry
-        changes (bridge.broker_auth_sync), so also after a test emptied the tables while the hub
-        ran on: once it has stopped, remove it, so that later tests find only their own accounts."""
-        from devices.models import BrokerAccount
+        forget_bridge_logins(self.database, [self.bridge_login[0]])
 
-        execute_sql(self.database, f"DELETE FROM {BrokerAccount._meta.db_table} WHERE username = %s", [self.bridge_login[0]])
+
+def forget_bridge_logins(database, usernames):
+    """A bridge keeps its login in the registry and writes it back whenever the registry changes
+    (bridge.broker_auth_sync), so also after a test emptied the tables while the hub ran on: once
+    the bridges have stopped, remove their logins, so that later tests find only their own accounts."""
+    from devices.models import BrokerAccount
+
+    for username in usernames:
+        execute_sql(database, f"DELETE FROM {BrokerAccount._meta.db_table} WHERE username = %s", [username])
 
 
 class Dashboard:

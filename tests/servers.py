@@ -1,16 +1,20 @@
-"""Throwaway Redis, Mosquitto and PostgreSQL servers for the tests, on free ports, in a
+"""Throwaway Redis, Mosquitto, PostgreSQL and Caddy servers for the tests, on free ports, in a
 temporary directory.
 
 Mosquitto runs as in production, with the project's own mosquitto/mosquitto.conf under
 mosquitto/run-broker.sh, changing only what a throwaway broker must: its ports and the places of
-its data, logins and certificates (made by mosquitto/make-certs.sh)."""
+its data, logins and certificates (made by mosquitto/make-certs.sh). Caddy, the TLS proxy, runs
+the project's proxy/Caddyfile the same way."""
 import glob
 import os
 import shutil
 import signal
 import socket
+import ssl
+import struct
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -19,6 +23,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 BROKER_CONFIG = ROOT / "mosquitto" / "mosquitto.conf"
 BROKER_SCRIPTS = ROOT / "mosquitto"
+PROXY_CONFIG = ROOT / "proxy" / "Caddyfile"
 
 
 def free_port():
@@ -238,3 +243,106 @@ class PostgresServer(ServerProcess):
     def remove(self):
         self.stop()
         shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+
+class NameServer:
+    """A DNS server on a free UDP port that answers every A query with `addresses`, as compose's
+    does for a service with one address per replica; change `addresses` to scale."""
+
+    def __init__(self, addresses):
+        self.addresses = list(addresses)
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.socket.bind(("127.0.0.1", 0))
+        self.port = self.socket.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def start(self):
+        self.thread.start()
+
+    def stop(self):
+        self.socket.close()
+
+    def _serve(self):
+        while True:
+            try:
+                query, client = self.socket.recvfrom(512)
+            except OSError:  # closed
+                return
+            self.socket.sendto(self.answer(query), client)
+
+    def answer(self, query):
+        """The answer to one query (RFC 1035, 4.1): its id and question, then one A record per
+        address when it asks for A (type 1); no record for any other type."""
+        query_id, flags = struct.unpack("!HH", query[:4])
+        end = 12
+        while query[end]:  # the question's name: length-prefixed labels, then a zero
+            end += query[end] + 1
+        question = query[12:end + 5]  # with its type and class
+        (query_type,) = struct.unpack("!H", question[-4:-2])
+        addresses = self.addresses if query_type == 1 else []
+        # Each record names the question's name by a pointer to offset 12; class IN, TTL 0.
+        records = [struct.pack("!HHHIH", 0xC00C, 1, 1, 0, 4) + socket.inet_aton(address) for address in addresses]
+        header = struct.pack("!HHHHHH", query_id, 0x8400 | (flags & 0x0100), 1, len(records), 0, 0)
+        return header + question + b"".join(records)
+
+
+class ProxyServer(ServerProcess):
+    """Caddy with the project's proxy/Caddyfile, serving https://localhost:<port>/ with a
+    certificate from its own local CA (`ca_file`), in front of the web processes listening on
+    `web_port` at the addresses `name_server` gives for the name `web`."""
+
+    program = "caddy"
+
+    def __init__(self, tmpdir, name_server, web_port):
+        super().__init__(tmpdir)
+        self.name_server = name_server
+        self.web_port = web_port
+
+    @property
+    def url(self):
+        return f"https://localhost:{self.port}/"
+
+    @property
+    def ca_file(self):
+        return self.tmpdir / "data" / "caddy" / "pki" / "authorities" / "local" / "root.crt"
+
+    def command(self):
+        config_path = self.tmpdir / "Caddyfile"
+        config_path.write_text(self.config())
+        return [find_program(self.program), "run", "--adapter", "caddyfile", "--config", str(config_path)]
+
+    def environment(self):
+        return {
+            **os.environ, "WEB_DOMAIN": f"localhost:{self.port}",
+            "XDG_DATA_HOME": str(self.tmpdir / "data"), "XDG_CONFIG_HOME": str(self.tmpdir / "config"),
+        }
+
+    def config(self):
+        """The project's Caddyfile, with global options a throwaway proxy needs (no admin
+        endpoint, no redirect server on port 80, a local CA that no trust store learns of), bound
+        to loopback, asking this test's name server for the web processes on their port."""
+        replacements = {
+            "{$WEB_DOMAIN} {": "{$WEB_DOMAIN} {\n\tbind 127.0.0.1",
+            "dynamic a web 8000 {": f"dynamic a web {self.web_port} {{\n\t\t\tresolvers udp/127.0.0.1:{self.name_server.port}",
+        }
+        config = PROXY_CONFIG.read_text()
+        for line, replacement in replacements.items():
+            if config.count(line) != 1:
+                raise AssertionError(f"{PROXY_CONFIG} should hold {line!r} once")
+            config = config.replace(line, replacement)
+        return "{\n\tadmin off\n\tauto_https disable_redirects\n\tlocal_certs\n\tskip_install_trust\n}\n\n" + config
+
+    def start(self):
+        super().start()
+        context = None
+        deadline = time.monotonic() + 10
+        while True:  # Caddy listens before its CA has issued the certificate
+            try:
+                context = context or ssl.create_default_context(cafile=self.ca_file)
+                with context.wrap_socket(socket.create_connection(("127.0.0.1", self.port), timeout=1), server_hostname="localhost"):
+                    return
+            except OSError:  # refused, no CA file yet, or no certificate yet
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"caddy serves no certificate for localhost:\n{self.log()}") from None
+                time.sleep(0.1)

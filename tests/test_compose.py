@@ -1,4 +1,5 @@
 """docker-compose.yml, read as a reviewer would: no Docker engine runs here."""
+import json
 import os
 import re
 import subprocess
@@ -10,9 +11,11 @@ import pytest
 import yaml
 
 from telemetry.frames import MAX_DEVICES_PER_FRAME
+from tests.servers import PROXY_CONFIG, find_program
 
 ROOT = Path(__file__).resolve().parent.parent
-LONG_RUNNING = ("redis", "mosquitto", "postgres", "web", "bridge")
+LONG_RUNNING = ("redis", "mosquitto", "postgres", "web", "bridge", "proxy")
+SCALED = ("web", "bridge")
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +60,7 @@ def interpolated(value, sample="sample"):
 
 
 def test_every_part_of_the_hub_is_a_service(services):
-    assert set(services) >= {"redis", "mosquitto", "postgres", "migrate", "web", "bridge", "simulator"}
+    assert set(services) >= {"redis", "mosquitto", "postgres", "migrate", "web", "bridge", "proxy", "simulator"}
     assert services["web"]["command"][0] == "daphne"
     assert services["web"]["command"][-1] == "hub.asgi:application"
     assert services["bridge"]["command"] == ["python", "manage.py", "runbridge"]
@@ -176,8 +179,9 @@ def test_the_broker_health_check_wants_anonymous_clients_refused(services):
 def test_the_web_service_sits_behind_a_tls_proxy(services, settings):
     web = services["web"]
     assert "--proxy-headers" in web["command"]
-    # Only the proxy on this host may reach daphne: it believes the X-Forwarded-* headers.
-    assert web["ports"] == ["127.0.0.1:8000:8000"]
+    # Only the compose network, where the proxy is, may reach daphne: it believes the
+    # X-Forwarded-* headers.
+    assert "ports" not in web
     assert web["environment"]["HUB_HTTPS"] == "${HUB_HTTPS:-true}"
     # The health check asks daphne over plain HTTP, which HTTPS mode must not redirect.
     health_path = re.search(r"http://localhost:8000/(\w+)", " ".join(web["healthcheck"]["test"])).group(1)
@@ -221,3 +225,89 @@ def test_the_readme_gives_the_broker_key_to_the_brokers_user_in_the_image(servic
     assert services["mosquitto"]["image"].startswith("eclipse-mosquitto:")
     readme = (ROOT / "README.md").read_text()
     assert "sudo BROKER_USER=1883 mosquitto/make-certs.sh mosquitto/certs" in readme
+
+
+def web_port(services):
+    command = services["web"]["command"]
+    return int(command[command.index("-p") + 1])
+
+
+@pytest.fixture(scope="module")
+def proxy_config():
+    """proxy/Caddyfile as Caddy itself reads it (`caddy adapt`), for a sample WEB_DOMAIN: its
+    one site's address and the handlers of its routes, in order."""
+    adapted = subprocess.run(
+        [find_program("caddy"), "adapt", "--adapter", "caddyfile", "--config", str(PROXY_CONFIG)],
+        env={**os.environ, "WEB_DOMAIN": "hub.example.com"}, capture_output=True, text=True, check=True,
+    ).stdout
+    (server,) = json.loads(adapted)["apps"]["http"]["servers"].values()
+    (site,) = server["routes"]
+    return {"hosts": site["match"][0]["host"], "routes": site["handle"][0]["routes"]}
+
+
+@pytest.mark.parametrize("name", SCALED)
+def test_scaled_services_have_no_fixed_host_port_name_or_client_id(services, name):
+    """`docker compose up --scale web=N --scale bridge=M`: each replica a container of its own."""
+    service = services[name]
+    assert not {"ports", "container_name", "hostname"} & set(service)
+    assert not {"HUB_MQTT_CLIENT_ID", "HUB_BRIDGE_ID"} & set(service["environment"])
+    assert "HUB_BRIDGE_HEARTBEAT_FILE" not in service["environment"]  # each replica its own /data
+    assert not any(volume.split(":")[1].startswith("/data") for volume in service.get("volumes", []))
+
+
+def test_no_service_has_a_fixed_container_name(services):
+    assert not [name for name, service in services.items() if "container_name" in service]
+
+
+def test_the_bridges_share_the_devices_messages(services):
+    group = services["bridge"]["environment"]["HUB_MQTT_SHARED_GROUP"]
+    assert re.fullmatch(r"[\w.-]+", group)  # a topic level of its own: no wildcards, no slash
+
+
+def test_the_proxy_runs_the_projects_caddyfile_and_keeps_its_certificates(services):
+    proxy = services["proxy"]
+    assert proxy["image"].startswith("caddy:2")
+    assert "./proxy/Caddyfile:/etc/caddy/Caddyfile:ro" in proxy["volumes"]
+    assert any(volume.split(":")[1] == "/data" and not volume.startswith(".") for volume in proxy["volumes"])
+    # HTTPS, and HTTP for ACME's challenge and the redirect to HTTPS.
+    assert {"80:80", "443:443"} <= set(proxy["ports"])
+    assert proxy["depends_on"]["web"]["condition"] == "service_started"
+
+
+def test_the_proxy_serves_the_domain_the_web_replicas_allow(services, proxy_config):
+    domain = services["proxy"]["environment"]["WEB_DOMAIN"]
+    assert re.fullmatch(r"\$\{WEB_DOMAIN:\?.+\}", domain)
+    assert interpolated(domain) in interpolated(services["web"]["environment"]["HUB_ALLOWED_HOSTS"]).split(",")
+    # No scheme or port in the address: Caddy serves HTTPS on 443 and gets the certificate itself.
+    assert proxy_config["hosts"] == ["hub.example.com"]
+
+
+def test_the_proxy_balances_over_every_web_replica_found_again_and_again(services, proxy_config):
+    (proxy,) = [route["handle"][0] for route in proxy_config["routes"] if route["handle"][0]["handler"] == "reverse_proxy"]
+    # All of web's addresses, from compose's DNS, asked again within seconds: a replica added by
+    # --scale gets requests without a restart of the proxy (resolved once at start, it never would).
+    upstreams = proxy["dynamic_upstreams"]
+    assert (upstreams["source"], upstreams["name"], int(upstreams["port"])) == ("a", "web", web_port(services))
+    assert upstreams["refresh"] <= 10e9
+    assert "upstreams" not in proxy  # no fixed address besides
+    # Long-lived sockets are balanced by count; a refusing replica is skipped.
+    assert proxy["load_balancing"]["selection_policy"]["policy"] == "least_conn"
+    assert proxy["load_balancing"]["try_duration"] > 0
+    assert proxy["health_checks"]["passive"]["fail_duration"] > 0
+    # No header the client sent survives as X-Forwarded-*: Caddy sets them itself unless told
+    # to trust a proxy in front of it (tests/test_scale_out.py sees what daphne receives).
+    assert "trusted_proxies" not in proxy and "headers" not in proxy
+    # Nothing bounds how long a dashboard's socket may stay open.
+    assert "stream_timeout" not in proxy
+
+
+def test_the_proxy_keeps_metrics_off_the_internet(proxy_config):
+    first = proxy_config["routes"][0]
+    assert first["match"] == [{"path": ["/metrics"]}]
+    assert first["handle"] == [{"handler": "static_response", "status_code": 403}]
+
+
+def test_every_replica_has_its_own_health_check_and_the_proxy_its_own(services):
+    assert "http://localhost:8000/readyz" in " ".join(services["web"]["healthcheck"]["test"])
+    assert "os.path.getmtime('/data/" in " ".join(services["bridge"]["healthcheck"]["test"])
+    assert "http://127.0.0.1:2019/" in " ".join(services["proxy"]["healthcheck"]["test"])
