@@ -157,6 +157,7 @@ class StorageWatch:
         self.start_rows = stack.stored_rows()
         self.latency = Histogram()
         self.last_change = time.time()
+        self.first_change = None  # when the first new row was seen
         self.rows = self.start_rows
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
@@ -168,6 +169,7 @@ class StorageWatch:
             now = time.time()
             if rows != self.rows:
                 self.rows, self.last_change = rows, now
+                self.first_change = self.first_change or now
                 published = self.stack.newest_publish_time()
                 if published is not None:
                     self.latency.add((now - published) * 1000)

@@ -135,6 +135,9 @@ class ResourceMeter:
         self._stop.set()
 
 
+MAX_BRIDGES = 4
+
+
 class Stack:
     def __init__(self, workdir, devices, channel_layer="pubsub", batch_window_ms=None, database="sqlite", log=print):
         self.workdir = Path(workdir)
@@ -156,6 +159,7 @@ class Stack:
             name: (username, role, uuid.uuid4().hex)
             for name, username, role in [
                 ("bridge", "bench.bridge", "bridge"), ("raw", "bench.raw", "bridge"), ("naive", "bench.naive", "bridge"),
+                *((f"bridge-{n}", f"bench.bridge-{n}", "bridge") for n in range(1, MAX_BRIDGES)),
                 *((f"load-{n}", f"bench.load-{n}", "gateway") for n in range(MAX_GENERATORS)),
             ]
         }
@@ -177,12 +181,15 @@ class Stack:
         if batch_window_ms is not None:
             self.env["HUB_BATCH_WINDOW_MS"] = str(batch_window_ms)
         self.bridge = HubProcess("bridge", [sys.executable, "manage.py", "runbridge"], self.env, self.workdir / "bridge.log")
+        self.bridges = [self.bridge]  # more with add_bridges(), each with a metrics port of its own
+        self.bridge_metrics_ports = {self.bridge: self.bridge_metrics_port}
         self.web = HubProcess(
             "daphne",
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "hub.asgi:application"],
             self.env,
             self.workdir / "daphne.log",
         )
+        self.webs = [self.web]  # more with add_web()
         # The naive bridge's dashboards: their own daphne on the core layer, their own database
         # (a copy of the hub's, made before any reading is stored).
         self.naive_database = self.workdir / "naive.sqlite3"
@@ -235,40 +242,75 @@ class Stack:
         self.log(f"stack: daphne on {self.url}, bridge connected, {self.devices} devices registered")
 
     def start_bridge(self):
-        # The bridge logs at WARNING here to keep the measurement honest; wait for its heartbeat.
-        heartbeat = self.workdir / "bridge.heartbeat"
-        heartbeat.unlink(missing_ok=True)
-        self.bridge.start()
+        """Starts every bridge and waits for each one's heartbeat (they log at WARNING here, to
+        keep the measurement honest)."""
+        heartbeats = {bridge: Path(bridge.env.get("HUB_BRIDGE_HEARTBEAT_FILE", self.workdir / "bridge.heartbeat"))
+                      for bridge in self.bridges}
+        for bridge, heartbeat in heartbeats.items():
+            heartbeat.unlink(missing_ok=True)
+            bridge.start()
         deadline = time.monotonic() + 30
-        while not heartbeat.exists():
-            if self.bridge.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the bridge did not connect:\n{self.bridge.log()[-2000:]}")
-            time.sleep(0.05)
-        self.meter.watch("bridge", self.bridge.process.pid)
+        for bridge, heartbeat in heartbeats.items():
+            while not heartbeat.exists():
+                if bridge.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{bridge.name} did not connect:\n{bridge.log()[-2000:]}")
+                time.sleep(0.05)
+            self.meter.watch(bridge.name, bridge.process.pid)
 
     def stop_bridge(self):
-        self.meter.forget("bridge")
-        self.bridge.stop()
+        for bridge in self.bridges:
+            self.meter.forget(bridge.name)
+            bridge.stop()
 
-    def bridge_metrics(self):
-        """The bridge's own figures, as {metric name: value} (unlabelled metrics only)."""
-        url = f"http://127.0.0.1:{self.bridge_metrics_port}/metrics"
+    def add_bridges(self, count, shared_group="bench"):
+        """`count` more bridges beside the first (MAX_BRIDGES in all), all in one shared
+        subscription group, each with a broker login, heartbeat and metrics port of its own;
+        started with start_bridge()."""
+        self.env["HUB_MQTT_SHARED_GROUP"] = shared_group
+        for number in range(len(self.bridges), len(self.bridges) + count):
+            name = f"bridge-{number}"
+            port = free_port()
+            # The broker takes a client's username as its client id: a login of its own each.
+            env = {**self.env, "HUB_MQTT_URL": self.login_url(name), "HUB_MQTT_CLIENT_ID": f"{self.bridge_client_id}-{number}",
+                   "HUB_BRIDGE_METRICS_PORT": str(port), "HUB_BRIDGE_HEARTBEAT_FILE": str(self.workdir / f"{name}.heartbeat")}
+            bridge = HubProcess(name, [sys.executable, "manage.py", "runbridge"], env, self.workdir / f"{name}.log")
+            self.bridges.append(bridge)
+            self.bridge_metrics_ports[bridge] = port
+
+    def add_web(self):
+        """Another daphne on the same Redis and database; returns its URL."""
+        port = free_port()
+        name = f"daphne-{len(self.webs)}"
+        web = HubProcess(name, [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "hub.asgi:application"],
+                         self.env, self.workdir / f"{name}.log")
+        web.start()
+        wait_for_port("127.0.0.1", port, 30)
+        self.meter.watch(name, web.process.pid)
+        self.webs.append(web)
+        return f"http://127.0.0.1:{port}"
+
+    def bridge_metrics(self, bridge=None):
+        """A bridge's own figures (the first's by default), as {metric name: value}, unlabelled
+        metrics only."""
+        url = f"http://127.0.0.1:{self.bridge_metrics_ports[bridge or self.bridge]}/metrics"
         with urllib.request.urlopen(url, timeout=5) as response:
             lines = response.read().decode().splitlines()
         return {name: float(value) for name, _, value in (line.partition(" ") for line in lines)
                 if name.startswith("telehub_bridge_") and "{" not in name}
 
     def wait_drained(self, quiet=1.0, timeout=600):
-        """Waits until the bridge holds nothing and has received nothing for `quiet` seconds (the
-        broker has nothing queued for it), so a scenario's backlog cannot spill into the next
-        one's figures. Returns the seconds it took."""
+        """Waits until the running bridges hold nothing and have received nothing for `quiet`
+        seconds (the broker has nothing queued for them), so a scenario's backlog cannot spill
+        into the next one's figures. Returns the seconds it took."""
         started = time.monotonic()
         received, since = None, started
         while True:
-            figures = self.bridge_metrics()
+            running = [bridge for bridge in self.bridges if bridge.process and bridge.process.poll() is None]
+            figures = [self.bridge_metrics(bridge) for bridge in running]
             now = time.monotonic()
-            if figures["telehub_bridge_messages_received_total"] != received or figures["telehub_bridge_readings_held"]:
-                received, since = figures["telehub_bridge_messages_received_total"], now
+            total = sum(figure["telehub_bridge_messages_received_total"] for figure in figures)
+            if total != received or any(figure["telehub_bridge_readings_held"] for figure in figures):
+                received, since = total, now
             elif now - since >= quiet:
                 return round(since - started, 1)
             if now - started > timeout:
@@ -317,6 +359,10 @@ class Stack:
         """The id of the newest stored reading value: rows only ever get higher ids."""
         return self._query_one("SELECT COALESCE(MAX(id), 0) FROM telemetry_reading")[0]
 
+    def counted_rows(self):
+        """Stored reading values, counted: exact where ids may skip (stored_rows is cheaper)."""
+        return self._query_one("SELECT COUNT(*) FROM telemetry_reading")[0]
+
     def newest_publish_time(self):
         """The publish time carried by the newest stored reading, if any."""
         row = self._query_one("SELECT num FROM telemetry_reading WHERE key = 'pub' ORDER BY id DESC LIMIT 1")
@@ -331,7 +377,7 @@ class Stack:
 
     def stop(self):
         self.meter.stop()
-        for process in (self.bridge, self.web, self.naive_web):
+        for process in (*self.bridges, *self.webs, self.naive_web):
             try:
                 process.stop()
             except AssertionError as error:
