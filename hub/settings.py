@@ -267,6 +267,9 @@ def _metrics_allowed_ips():
 METRICS_ALLOWED_IPS = _metrics_allowed_ips()
 # Where the bridge writes Mosquitto's password and ACL files from the registry; empty: it does not.
 BROKER_AUTH_DIR = env_str("HUB_BROKER_AUTH_DIR")
+# The shared secret a clustered broker (EMQX) sends as `Authorization: Bearer …` to ask
+# /broker/http/authn and /broker/http/authz (devices.broker_http); empty: those routes are 404.
+BROKER_HTTP_AUTH_TOKEN = env_str("HUB_BROKER_HTTP_AUTH_TOKEN")
 # Each device's budget; messages over it are dropped and counted as rate_limited.
 DEVICE_MAX_MESSAGES_PER_SECOND = env_int("HUB_DEVICE_MAX_MESSAGES_PER_SECOND", 100, minimum=1)
 DEVICE_MAX_BYTES_PER_SECOND = env_int("HUB_DEVICE_MAX_BYTES_PER_SECOND", 262144, minimum=1)
