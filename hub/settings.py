@@ -131,6 +131,15 @@ def _database():
 
 
 DATABASES = {"default": _database()}
+# A read replica (PostgreSQL streaming replication) for history and lists: telemetry.api reads
+# them from READ_DATABASE; writes, and who may see what, stay on the primary (docs/deployment.md).
+REPLICA_URL = env_str("HUB_DATABASE_REPLICA_URL")
+if REPLICA_URL:
+    try:
+        DATABASES["replica"] = dj_database_url.parse(REPLICA_URL, conn_max_age=600, conn_health_checks=True)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"HUB_DATABASE_REPLICA_URL is not a database URL: {exc}")
+READ_DATABASE = "replica" if REPLICA_URL else "default"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 

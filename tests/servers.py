@@ -238,3 +238,21 @@ class PostgresServer(ServerProcess):
     def remove(self):
         self.stop()
         shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+
+class PostgresReplica(PostgresServer):
+    """A hot standby of `primary`, cloned with pg_basebackup -R: it streams the primary's WAL
+    and answers reads only. pg_wal_replay_pause() on it freezes what it shows."""
+
+    def __init__(self, tmpdir, primary):
+        super().__init__(tmpdir)
+        self.primary = primary
+
+    def command(self):
+        if not self.data_dir.exists():
+            subprocess.run(
+                [self.program_path("pg_basebackup"), "-D", str(self.data_dir), "-R", "-X", "stream", "-c", "fast",
+                 "-h", "127.0.0.1", "-p", str(self.primary.port), "-U", "telehub"],
+                check=True, capture_output=True, cwd=self.tmpdir, user=self.user,
+            )
+        return super().command()
