@@ -118,6 +118,43 @@ class RedisServer(ServerProcess):
         ]
 
 
+class RedisReplica(RedisServer):
+    """A replica of `master`, which Sentinel promotes when the master goes."""
+
+    def __init__(self, tmpdir, master):
+        super().__init__(tmpdir)
+        self.master = master
+
+    def command(self):
+        return [*super().command(), "--replicaof", "127.0.0.1", str(self.master.port)]
+
+
+class RedisSentinel(ServerProcess):
+    """One redis-sentinel watching `master` as MASTER_NAME, quorum 1, quick to call it down."""
+
+    program = "redis-sentinel"
+    MASTER_NAME = "telehub"
+
+    def __init__(self, tmpdir, master):
+        super().__init__(tmpdir)
+        self.master = master
+
+    def command(self):
+        config = self.tmpdir / "sentinel.conf"  # Sentinel rewrites it as it learns
+        if not config.exists():
+            config.write_text(
+                f"port {self.port}\nbind 127.0.0.1\ndir {self.tmpdir}\n"
+                f"sentinel monitor {self.MASTER_NAME} 127.0.0.1 {self.master.port} 1\n"
+                f"sentinel down-after-milliseconds {self.MASTER_NAME} 1000\n"
+                f"sentinel failover-timeout {self.MASTER_NAME} 10000\n"
+            )
+        return [find_program(self.program), str(config)]
+
+    @property
+    def address(self):
+        return f"127.0.0.1:{self.port}"
+
+
 class MosquittoServer(ServerProcess):
     program = "mosquitto"
 
