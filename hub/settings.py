@@ -156,9 +156,18 @@ def _redis_sentinels():
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ImproperlyConfigured(f"HUB_REDIS_SENTINELS takes host:port pairs separated by commas, not {item!r}")
         sentinels.append((host.strip("[]"), int(port)))
-    if sentinels and REDIS_URL:
+    if sentinels and env_str("HUB_REDIS_URL"):
         raise ImproperlyConfigured("Set HUB_REDIS_URL or HUB_REDIS_SENTINELS, not both")
     return sentinels
+
+
+def _redis_host(**options):
+    """One of channels-redis's hosts: the server, or the master found through Sentinel; None: no Redis."""
+    if sentinels := _redis_sentinels():
+        return {"master_name": env_str("HUB_REDIS_SENTINEL_MASTER", "mymaster"), "sentinels": sentinels, **options}
+    if url := env_str("HUB_REDIS_URL"):
+        return {"address": url, **options}
+    return None
 
 
 REDIS_SENTINELS = _redis_sentinels()
@@ -166,18 +175,11 @@ REDIS_SENTINEL_MASTER = env_str("HUB_REDIS_SENTINEL_MASTER", "mymaster")
 USES_REDIS = bool(REDIS_URL or REDIS_SENTINELS)
 
 
-def _redis_host(**options):
-    """One of channels-redis's hosts: the server, or the master found through Sentinel."""
-    if REDIS_SENTINELS:
-        return {"master_name": REDIS_SENTINEL_MASTER, "sentinels": REDIS_SENTINELS, **options}
-    return {"address": REDIS_URL, **options}
-
-
 CORE_LAYER_SOCKET_TIMEOUT = 30
 
 
 def _channel_layers():
-    if not USES_REDIS:
+    if _redis_host() is None:
         # One process only: what `manage.py runhub` uses when no Redis is given.
         return {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     flavour = env_str("HUB_CHANNEL_LAYER", "pubsub")
