@@ -45,7 +45,8 @@ def broker_check(check):
             secret = settings.BROKER_HTTP_AUTH_TOKEN
             if not secret:
                 raise Http404("HUB_BROKER_HTTP_AUTH_TOKEN is not set")
-            given = request.headers.get("Authorization", "").removeprefix("Bearer ")
+            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+            given = given if scheme == "Bearer" else ""
             if not hmac.compare_digest(given.encode(), secret.encode()):
                 BROKER_HTTP_CHECKS.labels(check, "unauthorized").inc()
                 return JsonResponse({"detail": "Authorization: Bearer <HUB_BROKER_HTTP_AUTH_TOKEN> is required"}, status=401)

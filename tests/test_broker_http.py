@@ -78,6 +78,9 @@ def test_only_the_broker_with_the_shared_secret_is_answered(registry, make_user)
     for token in (None, "", "wrong", SECRET + "x", user_token, registry["sensor-1"]):
         response = ask("authn", body, token=token)
         assert response.status_code == 401 and "HUB_BROKER_HTTP_AUTH_TOKEN" in response.json()["detail"]
+    unschemed = Client().post("/broker/http/authn", orjson.dumps(body), content_type="application/json",
+                              HTTP_AUTHORIZATION=SECRET)
+    assert unschemed.status_code == 401
     assert Client().get("/broker/http/authn", HTTP_AUTHORIZATION=f"Bearer {SECRET}").status_code == 405
 
 
