@@ -53,9 +53,9 @@ def test_a_dashboard_keeps_streaming_through_a_redis_failover(sentinel_redis, mo
     master, replica, sentinel = sentinel_redis
     hub = LiveHub(settings.DATABASES["default"], "", mosquitto_server, tmp_path,
                   redis_sentinels=sentinel.address, redis_sentinel_master=RedisSentinel.MASTER_NAME)
-    hub.start()
     sensor = None
     try:
+        hub.start()
         assert readyz(hub) == 200
         cookie = hub.login(owner.username, PASSWORD)
         dashboard = hub.dashboard(f"ws/devices/{device.id}/", cookie)
