@@ -6,6 +6,7 @@ shared with may watch it only. Anyone else learns nothing, not even that it exis
 from collections import defaultdict
 
 from django.contrib.auth import get_user_model
+from django.db import DEFAULT_DB_ALIAS
 from django.db.models import Q
 
 from devices.models import Device
@@ -18,6 +19,17 @@ def visible_devices(user):
     if user.is_staff:
         return Device.objects.all()
     return Device.objects.filter(Q(owner=user) | Q(groups__user=user)).distinct()
+
+
+def visible_devices_on(database, user):
+    """visible_devices(user) as a query on `database`, a read replica: who may see what is still
+    decided on the primary, so a device taken from a user is gone at once, whatever the lag."""
+    if database == DEFAULT_DB_ALIAS:
+        return visible_devices(user)
+    devices = Device.objects.using(database)
+    if user.is_authenticated and user.is_active and user.is_staff:
+        return devices.all()
+    return devices.filter(pk__in=list(visible_devices(user).values_list("pk", flat=True)))
 
 
 def commandable_devices(user):

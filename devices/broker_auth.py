@@ -1,8 +1,9 @@
 """Mosquitto's password and ACL files, rendered from the device registry.
 
 The database is the one source of truth: the files are derived from it and can be rebuilt at
-any time. Devices need no lines in the ACL: its `pattern` rules give every login the topics
-under its own username, and a device's username is its id. The hub's accounts (bridges,
+any time, from the rules in devices.broker_rules. Devices need no lines in the ACL: its
+`pattern` rules give every login the topics under its own username, and a device's username is
+its id. The hub's accounts (bridges,
 gateways) get `user` blocks. docs/security.md explains the choice over the dynamic security
 plugin.
 """
@@ -12,32 +13,11 @@ from pathlib import Path
 
 from django.db.models import Count, Max
 
+from devices.broker_rules import PATTERN_RULES, ROLE_RULES
 from devices.models import BrokerAccount, Device
 
 PASSWORD_FILE = "passwords"
 ACL_FILE = "acl"
-
-DEVICE_RULES = """\
-# Every device: its own topics only (a device's username is its id).
-pattern write devices/%u/telemetry
-pattern write devices/%u/status
-pattern write devices/%u/commands/result
-pattern read devices/%u/commands
-"""
-
-ROLE_RULES = {
-    BrokerAccount.Role.BRIDGE: [
-        "topic read devices/+/telemetry",
-        "topic read devices/+/status",
-        "topic read devices/+/commands/result",
-        "topic write devices/+/commands",
-    ],
-    BrokerAccount.Role.GATEWAY: [
-        "topic write devices/+/telemetry",
-        "topic write devices/+/status",
-    ],
-}
-
 
 def registry_fingerprint():
     """Changes whenever a login is added, changed or removed: cheap enough to ask every second."""
@@ -52,9 +32,12 @@ def render():
     accounts = list(BrokerAccount.objects.order_by("username"))
     logins += [(account.username, account.password_hash) for account in accounts]
     passwords = "".join(f"{username}:{password_hash}\n" for username, password_hash in sorted(logins))
-    acl = ["# Written by Telehub from its device registry: edits here are overwritten.", "", DEVICE_RULES]
+    acl = ["# Written by Telehub from its device registry: edits here are overwritten.", "",
+           "# Every device: its own topics only (a device's username is its id)."]
+    acl += [f"pattern {access} {pattern}" for access, pattern in PATTERN_RULES] + [""]
     for account in accounts:
-        acl += [f"# {account.get_role_display()}", f"user {account.username}", *ROLE_RULES[account.role], ""]
+        rules = [f"topic {access} {topic}" for access, topic in ROLE_RULES[account.role]]
+        acl += [f"# {account.get_role_display()}", f"user {account.username}", *rules, ""]
     return passwords, "\n".join(acl)
 
 

@@ -12,6 +12,8 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.utils import load_backend
 from django.http import JsonResponse
 
+from hub import sentinel
+
 logger = logging.getLogger("hub.health")
 
 # Each check's bound: a server that accepts and never answers must not hang the check.
@@ -81,13 +83,13 @@ def _query_database(loop, answer):
 
 
 async def _ask_redis():
-    if not settings.REDIS_URL:
+    if not settings.USES_REDIS:
         return "not used"  # the in-process channel layer of runhub
-    client = redis.asyncio.from_url(
-        settings.REDIS_URL, socket_connect_timeout=CHECK_SECONDS, socket_timeout=CHECK_SECONDS
-    )
-    try:
+    timeouts = {"socket_connect_timeout": CHECK_SECONDS, "socket_timeout": CHECK_SECONDS}
+    if settings.REDIS_SENTINELS:
+        connection = sentinel.master(**timeouts)
+    else:
+        connection = contextlib.aclosing(redis.asyncio.from_url(settings.REDIS_URL, **timeouts))
+    async with connection as client:
         await client.ping()
-    finally:
-        await client.aclose()
     return "ok"

@@ -132,15 +132,55 @@ def _database():
 
 
 DATABASES = {"default": _database()}
+# A read replica (PostgreSQL streaming replication) for history and lists: telemetry.api reads
+# them from READ_DATABASE; writes, and who may see what, stay on the primary (docs/deployment.md).
+REPLICA_URL = env_str("HUB_DATABASE_REPLICA_URL")
+if REPLICA_URL:
+    try:
+        DATABASES["replica"] = dj_database_url.parse(REPLICA_URL, conn_max_age=600, conn_health_checks=True)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"HUB_DATABASE_REPLICA_URL is not a database URL: {exc}")
+READ_DATABASE = "replica" if REPLICA_URL else "default"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+
+# Redis: one server (HUB_REDIS_URL), or the master that Sentinel names (HUB_REDIS_SENTINELS,
+# HUB_REDIS_SENTINEL_MASTER), which every client follows through a failover. Neither: no Redis
+# (runhub's in-process layer). The channel layer, the cache and /readyz all use it.
+REDIS_URL = env_str("HUB_REDIS_URL")
+
+
+def _redis_sentinels():
+    sentinels = []
+    for item in env_list("HUB_REDIS_SENTINELS", []):
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ImproperlyConfigured(f"HUB_REDIS_SENTINELS takes host:port pairs separated by commas, not {item!r}")
+        sentinels.append((host.strip("[]"), int(port)))
+    if sentinels and env_str("HUB_REDIS_URL"):
+        raise ImproperlyConfigured("Set HUB_REDIS_URL or HUB_REDIS_SENTINELS, not both")
+    return sentinels
+
+
+def _redis_host(**options):
+    """One of channels-redis's hosts: the server, or the master found through Sentinel; None: no Redis."""
+    if sentinels := _redis_sentinels():
+        return {"master_name": env_str("HUB_REDIS_SENTINEL_MASTER", "mymaster"), "sentinels": sentinels, **options}
+    if url := env_str("HUB_REDIS_URL"):
+        return {"address": url, **options}
+    return None
+
+
+REDIS_SENTINELS = _redis_sentinels()
+REDIS_SENTINEL_MASTER = env_str("HUB_REDIS_SENTINEL_MASTER", "mymaster")
+USES_REDIS = bool(REDIS_URL or REDIS_SENTINELS)
 
 
 CORE_LAYER_SOCKET_TIMEOUT = 30
 
 
 def _channel_layers():
-    redis_url = env_str("HUB_REDIS_URL")
-    if not redis_url:
+    if _redis_host() is None:
         # One process only: what `manage.py runhub` uses when no Redis is given.
         return {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     flavour = env_str("HUB_CHANNEL_LAYER", "pubsub")
@@ -150,12 +190,12 @@ def _channel_layers():
     }
     if flavour not in backends:
         raise ImproperlyConfigured(f"HUB_CHANNEL_LAYER must be pubsub or core, not {flavour!r}")
-    config = {"hosts": [redis_url]}
+    config = {"hosts": [_redis_host()]}
     if flavour == "core":
         # The core layer receives with a blocking pop of up to 5 s; redis-py 8 times socket reads
         # out after 5 s by default, which failed idle receives (channels_redis #422) and with
         # them the bridge's command listener. Give reads room beyond the pop.
-        config["hosts"] = [{"address": redis_url, "socket_timeout": CORE_LAYER_SOCKET_TIMEOUT}]
+        config["hosts"] = [_redis_host(socket_timeout=CORE_LAYER_SOCKET_TIMEOUT)]
         # Lists in Redis, bounded per channel: a full channel drops what is sent to it. Each web
         # process's live relay gets one message per flush of the bridge, so give it room for
         # seconds of them (docs/performance.md).
@@ -168,15 +208,15 @@ CHANNEL_LAYERS = _channel_layers()
 
 def _caches():
     """Redis when there is one, so every web process shares the sign-in counts; else process memory."""
-    redis_url = env_str("HUB_REDIS_URL")
-    if not redis_url:
+    if not USES_REDIS:
         return {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-    return {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url, "KEY_PREFIX": "telehub"}}
+    cache = {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": "telehub"}
+    if REDIS_SENTINELS:
+        cache.update(LOCATION=REDIS_SENTINEL_MASTER, OPTIONS={"pool_class": "hub.sentinel.CachePool", "sentinels": REDIS_SENTINELS})
+    return {"default": cache}
 
 
 CACHES = _caches()
-# The Redis /readyz asks (hub/health.py); empty: none in use.
-REDIS_URL = env_str("HUB_REDIS_URL")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -268,6 +308,9 @@ def _metrics_allowed_ips():
 METRICS_ALLOWED_IPS = _metrics_allowed_ips()
 # Where the bridge writes Mosquitto's password and ACL files from the registry; empty: it does not.
 BROKER_AUTH_DIR = env_str("HUB_BROKER_AUTH_DIR")
+# The shared secret a clustered broker (EMQX) sends as `Authorization: Bearer …` to ask
+# /broker/http/authn and /broker/http/authz (devices.broker_http); empty: those routes are 404.
+BROKER_HTTP_AUTH_TOKEN = env_str("HUB_BROKER_HTTP_AUTH_TOKEN")
 # Each device's budget; messages over it are dropped and counted as rate_limited.
 DEVICE_MAX_MESSAGES_PER_SECOND = env_int("HUB_DEVICE_MAX_MESSAGES_PER_SECOND", 100, minimum=1)
 DEVICE_MAX_BYTES_PER_SECOND = env_int("HUB_DEVICE_MAX_BYTES_PER_SECOND", 262144, minimum=1)

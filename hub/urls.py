@@ -13,6 +13,7 @@ urlpatterns = [
     path("devices/<str:device_id>/", telemetry_views.device, name="device"),
     path("api/", api.urls),
     path("account/", include("accounts.urls")),
+    path("broker/http/", include("devices.urls")),
     # Both sign-in forms, before the apps' own routes to them: failed sign-ins are limited.
     path("accounts/login/", limit_sign_ins(LoginView.as_view()), name="login"),
     path("admin/login/", limit_sign_ins(admin.site.login)),

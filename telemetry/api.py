@@ -1,7 +1,9 @@
 """The history API behind the dashboard pages: devices, their readings over time, commands.
 
 Every route looks devices up among those the caller may see, so another user's device is a
-404, as if it did not exist."""
+404, as if it did not exist. History and lists are read from settings.READ_DATABASE (a replica,
+when there is one); single objects, and who may see what, from the primary, so a command just
+sent is there at once."""
 import csv
 import re
 import time
@@ -43,7 +45,8 @@ def visible_device(request, device_id):
 
 @router.get("/devices/", response=list[DeviceOut], summary="The devices you may see")
 def list_devices(request):
-    devices = access.visible_devices(request.auth).prefetch_related("latest_values").order_by("pk")
+    devices = access.visible_devices_on(settings.READ_DATABASE, request.auth)
+    devices = devices.prefetch_related("latest_values").order_by("pk")
     commandable = set(access.commandable_devices(request.auth).values_list("pk", flat=True))
     return [device_out(device, commandable) for device in devices]
 
@@ -124,7 +127,8 @@ def csv_response(device_id, columns, series):
 @router.get("/devices/{device_id}/commands/", response=list[CommandOut], summary="A device's commands, newest first")
 def list_commands(request, device_id: str, limit: int = Query(50, ge=1, le=500)):
     device = visible_device(request, device_id)
-    return [command_frame(command) for command in device.commands.order_by("-created")[:limit]]
+    commands = Command.objects.using(settings.READ_DATABASE).filter(device_id=device.pk)
+    return [command_frame(command) for command in commands.order_by("-created")[:limit]]
 
 
 IDEMPOTENCY_KEY_HEADER = {
@@ -178,7 +182,8 @@ def command_log(
     before: int = Query(None, description="Epoch milliseconds: only commands created before, to page back."),
     limit: int = Query(50, ge=1, le=500),
 ):
-    commands = Command.objects.filter(device__in=access.visible_devices(request.auth))
+    visible = access.visible_devices_on(settings.READ_DATABASE, request.auth)
+    commands = Command.objects.using(settings.READ_DATABASE).filter(device__in=visible)
     if device is not None:
         commands = commands.filter(device_id=device)
     if sent_by is not None:

@@ -1,7 +1,9 @@
 """Readings of one device over a time range: raw points, or min, mean and max per time bucket
-computed by the database. Both stop at `max_points` per key so any range stays fast."""
+computed by the database. Both stop at `max_points` per key so any range stays fast. They read
+from settings.READ_DATABASE: a replica, when there is one."""
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db.models import Avg, Count, F, Max, Min
 from django.db.models.functions import Mod
 
@@ -33,7 +35,8 @@ def raw_series(device, keys, start, end, max_points):
     series = []
     for key in keys:
         rows = (
-            Reading.objects.filter(device=device, key=key, ts__gte=start, ts__lt=end)
+            Reading.objects.using(settings.READ_DATABASE)
+            .filter(device_id=device.pk, key=key, ts__gte=start, ts__lt=end)
             .order_by("ts")
             .values_list("ts", "kind", "num", "text")[: max_points + 1]
         )
@@ -55,8 +58,8 @@ def bucketed_series(device, keys, start, end, bucket_seconds, max_points):
             f"use bucket={needed} or more, or a shorter range"
         )
     rows = (
-        Reading.objects.filter(
-            device=device, key__in=keys, ts__gte=start, ts__lt=end, kind__in=[ValueKind.NUMBER, ValueKind.BOOLEAN]
+        Reading.objects.using(settings.READ_DATABASE).filter(
+            device_id=device.pk, key__in=keys, ts__gte=start, ts__lt=end, kind__in=[ValueKind.NUMBER, ValueKind.BOOLEAN]
         )
         .annotate(bucket=F("ts") - Mod(F("ts"), width))
         .values("key", "bucket")

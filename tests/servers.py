@@ -123,6 +123,43 @@ class RedisServer(ServerProcess):
         ]
 
 
+class RedisReplica(RedisServer):
+    """A replica of `master`, which Sentinel promotes when the master goes."""
+
+    def __init__(self, tmpdir, master):
+        super().__init__(tmpdir)
+        self.master = master
+
+    def command(self):
+        return [*super().command(), "--replicaof", "127.0.0.1", str(self.master.port)]
+
+
+class RedisSentinel(ServerProcess):
+    """One redis-sentinel watching `master` as MASTER_NAME, quorum 1, quick to call it down."""
+
+    program = "redis-sentinel"
+    MASTER_NAME = "telehub"
+
+    def __init__(self, tmpdir, master):
+        super().__init__(tmpdir)
+        self.master = master
+
+    def command(self):
+        config = self.tmpdir / "sentinel.conf"  # Sentinel rewrites it as it learns
+        if not config.exists():
+            config.write_text(
+                f"port {self.port}\nbind 127.0.0.1\ndir {self.tmpdir}\n"
+                f"sentinel monitor {self.MASTER_NAME} 127.0.0.1 {self.master.port} 1\n"
+                f"sentinel down-after-milliseconds {self.MASTER_NAME} 1000\n"
+                f"sentinel failover-timeout {self.MASTER_NAME} 10000\n"
+            )
+        return [find_program(self.program), str(config)]
+
+    @property
+    def address(self):
+        return f"127.0.0.1:{self.port}"
+
+
 class MosquittoServer(ServerProcess):
     program = "mosquitto"
 
@@ -346,3 +383,21 @@ class ProxyServer(ServerProcess):
                     self.stop()
                     raise RuntimeError(f"caddy serves no certificate for localhost:\n{self.log()}") from None
                 time.sleep(0.1)
+
+
+class PostgresReplica(PostgresServer):
+    """A hot standby of `primary`, cloned with pg_basebackup -R: it streams the primary's WAL
+    and answers reads only. pg_wal_replay_pause() on it freezes what it shows."""
+
+    def __init__(self, tmpdir, primary):
+        super().__init__(tmpdir)
+        self.primary = primary
+
+    def command(self):
+        if not self.data_dir.exists():
+            subprocess.run(
+                [self.program_path("pg_basebackup"), "-D", str(self.data_dir), "-R", "-X", "stream", "-c", "fast",
+                 "-h", "127.0.0.1", "-p", str(self.primary.port), "-U", "telehub"],
+                check=True, capture_output=True, cwd=self.tmpdir, user=self.user,
+            )
+        return super().command()

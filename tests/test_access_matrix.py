@@ -87,6 +87,8 @@ PUBLIC = {
     "healthz": "liveness for health checks; answers {\"ok\": true} and nothing else",
     "readyz": "readiness for health checks: which of the database and Redis answers, nothing else",
     "metrics": "Prometheus metrics: loopback and HUB_METRICS_ALLOWED_IPS only (tests/test_metrics.py)",
+    "broker/http/authn": "a clustered broker's login check: its shared secret only, 404 unset (tests/test_broker_http.py)",
+    "broker/http/authz": "a clustered broker's ACL check: its shared secret only, 404 unset (tests/test_broker_http.py)",
     "api/openapi.json": "the API's schema: routes and shapes, no data",
     "api/": "django-ninja's root, a 404 for everyone",
 }

@@ -79,10 +79,19 @@ def test_behind_a_tls_proxy(tmp_path):
     ("HUB_TRUSTED_ORIGINS", "https://*.example.com", "HUB_TRUSTED_ORIGINS takes origins such as"),
     ("HUB_HTTPS", "sometimes", "HUB_HTTPS must be true or false"),
     ("HUB_HSTS_SECONDS", "-1", "HUB_HSTS_SECONDS must be at least 0"),
+    ("HUB_REDIS_SENTINELS", "sentinel-1", "HUB_REDIS_SENTINELS takes host:port pairs"),
+    ("HUB_REDIS_SENTINELS", "sentinel-1:26379,sentinel-2:0", "HUB_REDIS_SENTINELS takes host:port pairs"),
+    ("HUB_DATABASE_REPLICA_URL", "nonsense://replica", "HUB_DATABASE_REPLICA_URL is not a database URL"),
 ])
 def test_bad_values_stop_the_start_with_the_reason(tmp_path, variable, value, message):
     done = run(["manage.py", "check"], tmp_path, **{**PRODUCTION, variable: value})
     assert done.returncode != 0 and message in done.stderr
+
+
+def test_redis_is_one_server_or_sentinels_never_both(tmp_path):
+    done = run(["manage.py", "check"], tmp_path, **PRODUCTION, HUB_REDIS_URL="redis://redis:6379/0",
+               HUB_REDIS_SENTINELS="sentinel-1:26379")
+    assert done.returncode != 0 and "HUB_REDIS_URL or HUB_REDIS_SENTINELS, not both" in done.stderr
 
 
 def test_the_deployment_checks_pass_but_for_the_hsts_scope_left_to_the_domains_owner(tmp_path):
