@@ -19,13 +19,20 @@ from telemetry.events import to_ms
 router = Router(tags=["alarms"])
 
 
-def rule_json(rule, user):
+def rule_json(rule, user, watched=None):
+    """The rule as `user` may see it: those who may not change it see only the devices of it
+    they may watch, and not its destinations. `watched`: the ids of those devices, if known."""
     fields = rules.rule_fields(rule)
+    editable = rules.can_edit(user, rule)
+    if not editable:
+        watched = access.watchable_ids(user, fields["devices"]) if watched is None else watched
+        fields["devices"] = [device_id for device_id in fields["devices"] if device_id in watched]
+        fields["destinations"] = []
     return {
         **fields,
         "id": rule.pk,
         "owner": rule.owner.get_username(),
-        "can_edit": rules.can_edit(user, rule),
+        "can_edit": editable,
         "key": fields["key"] or None,
         "op": fields["op"] or None,
         "created": to_ms(rule.created),
@@ -61,8 +68,10 @@ def list_rules(
         found = rules.rules_covering(found, get_object_or_404(access.visible_devices(request.auth), pk=device))
     if after is not None:
         found = found.filter(pk__gt=after)
-    found = found.select_related("owner").prefetch_related("devices", "destinations").order_by("pk")[:limit]
-    return [rule_json(rule, request.auth) for rule in found]
+    found = list(found.select_related("owner").order_by("pk")[:limit])
+    named = rules.NAMED.filter(alarmrule_id__in=[rule.pk for rule in found]).values_list("device_id", flat=True)
+    watched = access.watchable_ids(request.auth, set(named))
+    return [rule_json(rule, request.auth, watched) for rule in found]
 
 
 @router.post("/alarm-rules/", response={201: RuleOut}, summary="Make an alarm rule")

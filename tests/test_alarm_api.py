@@ -148,12 +148,18 @@ def test_who_may_see_and_change_a_rule(client, people, rule):
     everywhere = AlarmRule.objects.create(owner=people["owner"], name="Any device offline", kind="offline", seconds=60)
     on_sensor_2 = AlarmRule.objects.create(owner=people["owner"], name="Two", kind="offline", seconds=60)
     on_sensor_2.devices.set(["sensor-2"])
+    mail = NotificationDestination.objects.create(owner=people["owner"], kind="email", to=["owner@example.com"])
+    rule.devices.add("sensor-2")
+    rule.destinations.set([mail])
     path = f"/api/alarm-rules/{rule.pk}/"
 
     member = as_user(client, people["member"])
     # A member sees the rules that cover the device shared with them, and may change none.
     assert sorted(found["id"] for found in call(member, "GET", "/api/alarm-rules/").json()) == [rule.pk, everywhere.pk]
-    assert call(member, "GET", path).json()["can_edit"] is False
+    seen = call(member, "GET", path).json()
+    # Of the devices the rule names, the member sees those they may watch; none of its destinations.
+    assert (seen["can_edit"], seen["devices"], seen["destinations"]) == (False, ["sensor-1"], [])
+    assert call(member, "GET", "/api/alarm-rules/?device=sensor-1").json()[0]["devices"] == ["sensor-1"]
     assert call(member, "PATCH", path, {"name": "mine now"}).status_code == 403
     assert call(member, "DELETE", path).status_code == 403
     assert call(member, "POST", "/api/alarm-rules/", THRESHOLD).json()["detail"][0]["where"] == "body.rule.devices"
@@ -173,6 +179,7 @@ def test_who_may_see_and_change_a_rule(client, people, rule):
     owner = as_user(client, people["owner"])
     covering = call(owner, "GET", "/api/alarm-rules/?device=sensor-1").json()
     assert [found["id"] for found in covering] == [rule.pk, everywhere.pk]
+    assert (covering[0]["devices"], covering[0]["destinations"]) == (["sensor-1", "sensor-2"], [mail.pk])
     rule.refresh_from_db()
     assert rule.name == "checked by staff"
 

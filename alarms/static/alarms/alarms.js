@@ -5,7 +5,8 @@ import { LiveSocket, ago, api, element, formatValue, showBanner } from "../telem
 import { AlarmSet, severityBadge } from "./alarmset.js";
 
 const config = JSON.parse(document.getElementById("page-config").textContent);
-const body = document.querySelector("#alarms tbody");
+const table = document.getElementById("alarms");
+const body = table.querySelector("tbody");
 const filters = document.getElementById("filters");
 const counts = document.getElementById("counts");
 const empty = document.getElementById("empty");
@@ -138,6 +139,7 @@ function reloadSoon() {
 new LiveSocket("/ws/fleet/", {
   onFrame(frame) {
     if (frame.type === "alarm") show(known.apply(frame.alarm));
+    else if (frame.type === "snapshot") table.dataset.live = "true"; // the socket watches the devices now
     else if (frame.type === "resync" || frame.type === "dropped") reloadSoon(); // alarm frames may be lost
     else if (frame.type === "error" && frame.code !== "forbidden") showBanner(`${frame.code}: ${frame.detail}`);
   },
@@ -147,6 +149,7 @@ new LiveSocket("/ws/fleet/", {
     load();
   },
   onState(state) {
+    if (state !== "open") table.dataset.live = "false";
     if (state === "closed") showBanner("Connection lost; reconnecting…");
   },
 });
