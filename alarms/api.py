@@ -129,17 +129,8 @@ def list_alarms(
     before: int = Query(None, description="An alarm id: only alarms raised before it, to page back."),
     limit: int = Query(100, ge=1, le=500),
 ):
-    alarms = visible_alarms(request.auth)
-    if state is not None:
-        alarms = alarms.filter(state=state)
-    if severity is not None:
-        alarms = alarms.filter(severity=severity)
-    if device is not None:
-        alarms = alarms.filter(device_id=device)
-    if acknowledged is not None:
-        alarms = alarms.filter(acknowledged=acknowledged)
-    if before is not None:
-        alarms = alarms.filter(pk__lt=before)
+    wanted = {"state": state, "severity": severity, "device_id": device, "acknowledged": acknowledged, "pk__lt": before}
+    alarms = visible_alarms(request.auth).filter(**{name: value for name, value in wanted.items() if value is not None})
     return [alarm_json(alarm) for alarm in alarms.order_by("-pk")[:limit]]
 
 

@@ -335,6 +335,6 @@ def test_the_owner_adds_and_changes_an_alarm_rule_on_the_device_page(signed_in, 
     signed_in.get_by_label("Kind").select_option("threshold")
     signed_in.get_by_label("Key", exact=True).fill("temp")
     signed_in.get_by_label("Limit", exact=True).fill("5")
-    signed_in.get_by_label("Clears at (optional)").fill("1")
+    signed_in.get_by_label("Clears at (optional)").fill("9")  # above a limit of > 5
     signed_in.get_by_role("button", name="Add rule").click()
     expect(signed_in.locator("#rule-error")).to_contain_text("clear_value")
