@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from ninja import Field, Schema
-from pydantic import field_validator
+from pydantic import ConfigDict, field_validator
 
 from alarms.models import Alarm, AlarmRule, Severity
 from devices.models import DEVICE_ID_RE
@@ -30,7 +30,10 @@ def _no_nul(text):
 
 
 class RulePatch(Schema):
-    """A rule's fields, each optional: a PATCH changes those it names (null clears one)."""
+    """A rule's fields, each optional: a PATCH changes those it names (null clears one). A
+    field of no rule (a misspelt one) is refused, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(None, min_length=1, max_length=MAX_NAME_CHARS)
     kind: AlarmRule.Kind | None = None

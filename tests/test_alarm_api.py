@@ -103,6 +103,7 @@ def test_the_owner_makes_reads_changes_and_deletes_a_rule(client, people, sensor
     ({"name": "quiet", "kind": "silence", "seconds": 0}, "seconds"),
     ({"name": "quiet", "kind": "silence", "seconds": 8 * 86400}, "seconds"),
     ({"name": "gone", "kind": "offline"}, "seconds"),
+    ({"name": "gone", "kind": "offline", "seconds": 60, "secs": 60}, "secs"),
     ({"name": "gone", "kind": "offline", "seconds": 60, "key": "temp"}, "key"),
     ({"name": "gone", "kind": "offline", "seconds": 60, "op": ">"}, "op"),
     ({"name": "gone", "kind": "offline", "seconds": 60, "remind_every": -5}, "remind_every"),
