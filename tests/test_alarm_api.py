@@ -1,11 +1,16 @@
 """The alarms API: rules and alarms, as the owner, a group member, another user and staff see them."""
+from concurrent.futures import ThreadPoolExecutor
+
 import orjson
 import pytest
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.db import connection, transaction
 from django.utils import timezone
 
 from alarms import lifecycle, rules
 from alarms.models import Alarm, AlarmChange, AlarmRule, NotificationDestination
+from tests.live import wait_until
 
 pytestmark = pytest.mark.postgres
 
@@ -264,3 +269,41 @@ def test_a_member_acknowledges_and_the_owner_clears(client, people, rule):
     ]
     assert all(isinstance(change["at"], int) for change in history)
     assert AlarmChange.objects.count() == 3
+
+
+def test_two_requests_at_once_cannot_both_take_a_users_last_rule(people, sensor, monkeypatch):
+    """While one request makes the user's last rule (its transaction holds the user's row), a
+    second waits for it, then counts the first's rule and is refused."""
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite serialises writers: the race is PostgreSQL's")
+    monkeypatch.setattr(rules, "MAX_RULES_PER_USER", 1)
+    owner = people["owner"]
+    body = {"name": "gone", "kind": "offline", "seconds": 60}
+    with ThreadPoolExecutor(1) as pool, transaction.atomic():
+        # The first request, under way: the user's row locked, its rule made, not yet committed.
+        get_user_model().objects.select_for_update().get(pk=owner.pk)
+        AlarmRule.objects.create(owner=owner, name="first", kind="offline", seconds=60)
+        second = pool.submit(refused_or_made, owner, body)
+        wait_until(waiting_on_a_lock, message="the second request waiting on the first's lock")
+    assert second.result(timeout=30) == "refused"
+    assert AlarmRule.objects.filter(owner=owner).count() == 1
+
+
+def waiting_on_a_lock():
+    with connection.cursor() as cursor:
+        # Within a transaction, the activity view is read once unless its snapshot is cleared.
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
+        return cursor.fetchone()[0] > 0
+
+
+def refused_or_made(owner, body):
+    try:
+        rules.create(owner, body)
+        return "made"
+    except rules.TooManyRules:
+        return "refused"
+    finally:
+        connection.close()
