@@ -3,13 +3,14 @@ from ninja import NinjaAPI
 from ninja.errors import ValidationError
 
 from accounts.auth import SessionAuth, TokenAuth
+from alarms.api import router as alarms_router
 from devices.api import router as devices_router
 from telemetry.api import router as telemetry_router
 
 api = NinjaAPI(
     title="Telehub API",
     version="1",
-    description="Devices, their readings over time, and commands. Authenticate with the session "
+    description="Devices, their readings over time, commands, and alarms. Authenticate with the session "
     "cookie or `Authorization: Bearer <token>` (tokens are made on /account/tokens/).",
     auth=[TokenAuth(), SessionAuth()],
     docs_url=None,  # The interactive docs page loads its scripts from a CDN; the schema is at openapi.json.
@@ -17,6 +18,7 @@ api = NinjaAPI(
 )
 api.add_router("", telemetry_router)
 api.add_router("", devices_router)
+api.add_router("", alarms_router)
 
 
 @api.exception_handler(ValidationError)

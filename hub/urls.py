@@ -11,6 +11,7 @@ from telemetry import views as telemetry_views
 urlpatterns = [
     path("", telemetry_views.fleet, name="fleet"),
     path("devices/<str:device_id>/", telemetry_views.device, name="device"),
+    path("", include("alarms.urls")),
     path("api/", api.urls),
     path("account/", include("accounts.urls")),
     path("broker/http/", include("devices.urls")),

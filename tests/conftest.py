@@ -60,9 +60,14 @@ def device(make_device, owner):
 
 
 def running(server):
-    server.start()
-    yield server
-    server.stop()
+    """Starts `server` for as long as the generator lives. It is stopped also when it fails to
+    start (a hub whose bridge is slow to connect on a busy machine) or when what uses it fails:
+    its processes must not outlive the test run."""
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -15,10 +15,13 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import Group
 from django.test import Client
+from django.utils import timezone
 from django.urls import URLPattern, get_resolver
 from websockets.exceptions import ConnectionClosed
 
 from accounts.tokens import issue_token
+from alarms import lifecycle
+from alarms.models import Alarm, AlarmRule
 from devices.commands import create_command
 from devices.models import Command
 from hub.api import api
@@ -38,8 +41,9 @@ def expect(owner, member, other, staff, anonymous):
 
 @pytest.fixture
 def world(make_user, make_device, settings):
-    """`owner` owns DEVICE, shared with `member`'s group, and one command to it; `other` owns
-    `other-1`; `staff` is staff. Each signed-in role has an API token too."""
+    """`owner` owns DEVICE, shared with `member`'s group, one command to it, an alarm rule on it
+    and an active alarm; `other` owns `other-1`; `staff` is staff. Each signed-in role has an
+    API token too."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     users = {role: make_user(role, is_staff=role == "staff") for role in ROLES if role != "anonymous"}
     group = Group.objects.create(name="watchers")
@@ -48,16 +52,46 @@ def world(make_user, make_device, settings):
     make_device("other-1", users["other"])
     command = create_command(DEVICE, users["owner"], "ping", {}, 60)
     token, _ = issue_token(users["owner"], "page")
+    rule = make_rule(users["owner"])
+    alarm, _ = lifecycle.raise_or_count(rule, DEVICE, crossings=1, last_value=90, at=timezone.now())
     return {
         "users": users,
         "tokens": {role: issue_token(user, "matrix")[1] for role, user in users.items()},
-        "values": {"device_id": DEVICE, "command_id": str(command.pk), "token_id": str(token.pk)},
+        "values": {
+            "device_id": DEVICE, "command_id": str(command.pk), "token_id": str(token.pk),
+            "rule_id": str(rule.pk), "alarm_id": str(alarm.pk),
+        },
     }
 
 
-# The API: (method, path in the schema) -> the status each role gets, and the body sent.
+def make_rule(owner, pk=None):
+    rule = AlarmRule.objects.create(pk=pk, owner=owner, name="too hot", kind="threshold", key="temp", op=">", value=80)
+    rule.devices.set([DEVICE])
+    return rule
+
+
+# Rows that change what they act on set it back before each role tries: a row's answers then
+# tell who may, not who came first.
+
+def rule_back(world):
+    if not AlarmRule.objects.filter(pk=world["values"]["rule_id"]).exists():
+        make_rule(world["users"]["owner"], pk=world["values"]["rule_id"])
+
+
+def unacknowledged(world):
+    Alarm.objects.filter(pk=world["values"]["alarm_id"]).update(acknowledged=False, acknowledged_by=None)
+
+
+def active_again(world):
+    Alarm.objects.filter(pk=world["values"]["alarm_id"]).update(state=Alarm.State.ACTIVE, cleared_at=None)
+
+
+# The API: (method, path in the schema) -> the status each role gets, the body sent, and LIST
+# or a function that sets the row's object back before each role.
 
 LIST = "lists"  # a 200 whose answer names DEVICE for the owner, member and staff, not for others
+# A rule for DEVICE, as a POST or PATCH body.
+RULE = {"name": "hot", "devices": [DEVICE], "kind": "threshold", "key": "temp", "op": ">", "value": 80}
 
 API = {
     ("GET", "/api/devices/"): (expect(200, 200, 200, 200, 401), None, LIST),
@@ -69,6 +103,19 @@ API = {
     ("GET", "/api/commands/{command_id}/"): (expect(200, 200, 404, 200, 401), None, None),
     ("POST", "/api/devices/{device_id}/credentials"): (expect(201, 403, 404, 201, 401), None, None),
     ("DELETE", "/api/devices/{device_id}/credentials"): (expect(204, 403, 404, 204, 401), None, None),
+    # Rules: made for devices one may command (the member's and other's are a 400 naming
+    # `devices`, as for a device that does not exist); seen by whoever may watch a device they
+    # cover, changed by their owner and staff.
+    ("GET", "/api/alarm-rules/"): (expect(200, 200, 200, 200, 401), None, None),
+    ("POST", "/api/alarm-rules/"): (expect(201, 400, 400, 201, 401), RULE, None),
+    ("GET", "/api/alarm-rules/{rule_id}/"): (expect(200, 200, 404, 200, 401), None, None),
+    ("PATCH", "/api/alarm-rules/{rule_id}/"): (expect(200, 403, 404, 200, 401), {"name": "hotter"}, None),
+    ("DELETE", "/api/alarm-rules/{rule_id}/"): (expect(204, 403, 404, 204, 401), None, rule_back),
+    # Alarms: seen and acknowledged by whoever may watch the device, cleared by hand by whoever may command it.
+    ("GET", "/api/alarms/"): (expect(200, 200, 200, 200, 401), None, LIST),
+    ("GET", "/api/alarms/{alarm_id}/"): (expect(200, 200, 404, 200, 401), None, None),
+    ("POST", "/api/alarms/{alarm_id}/acknowledge"): (expect(200, 200, 404, 200, 401), {"comment": "seen"}, unacknowledged),
+    ("POST", "/api/alarms/{alarm_id}/clear"): (expect(200, 403, 404, 200, 401), None, active_again),
 }
 
 # Pages: (method, route in the URL resolver) -> the status each role gets.
@@ -76,6 +123,7 @@ API = {
 PAGES = {
     ("GET", ""): expect(200, 200, 200, 200, 302),
     ("GET", "devices/<str:device_id>/"): expect(200, 200, 404, 200, 302),
+    ("GET", "alarms/"): expect(200, 200, 200, 200, 302),
     ("GET", "account/tokens/"): expect(200, 200, 200, 200, 302),
     # The owner's token: only the owner may revoke it; anyone else learns nothing of it.
     ("POST", "account/tokens/<int:token_id>/revoke/"): expect(302, 404, 404, 404, 302),
@@ -145,6 +193,8 @@ def test_api(world, method, path, how):
     url = path.format(**world["values"])
     seen = {}
     for role in ROLES:
+        if callable(check):
+            check(world)
         response = client_as(world, role, how).generic(
             method, url, orjson.dumps(body) if body is not None else "", content_type="application/json"
         )

@@ -1,7 +1,8 @@
 // The device page: history from the API, live frames from ws/devices/<id>/ appended to the
-// charts, status, latest values, and commands with their status as it changes.
+// charts, status, latest values, commands with their status as it changes, and alarms.
 import { LiveSocket, ago, api, element, formatValue, showBanner } from "./live.js";
 import { TimeChart } from "./chart.js";
+import { DeviceAlarms } from "../alarms/device_alarms.js";
 
 const config = JSON.parse(document.getElementById("page-config").textContent);
 const apiPath = `devices/${encodeURIComponent(config.device)}`;
@@ -19,6 +20,7 @@ const live = { seq: null, lastTs: null, online: false, lastSeen: null, resync: f
 const charts = new Map(); // key -> TimeChart
 const latest = new Map(); // key -> {ts, value, row}
 const commands = new Map(); // id -> list item
+const alarms = new DeviceAlarms(config.device);
 
 const statusBadge = document.getElementById("status");
 const lastSeen = document.getElementById("last-seen");
@@ -204,11 +206,18 @@ const socket = new LiveSocket(`/ws/devices/${encodeURIComponent(config.device)}/
     if (frame.type === "snapshot") onSnapshot(frame);
     else if (frame.type === "readings") onReadings(frame);
     else if (frame.type === "status") setStatus(frame.online, frame.ts);
-    else if (frame.type === "resync") live.resync = true; // a fresh snapshot follows
+    else if (frame.type === "resync") {
+      live.resync = true; // a fresh snapshot follows
+      alarms.load(); // alarm frames may have been lost
+    }
+    else if (frame.type === "alarm") alarms.show(frame.alarm);
     else if (frame.type === "command") showCommand(frame);
     else if (frame.type === "error") (frame.code === "forbidden" || frame.code === "bad_frame" ? showCommandError : showBanner)(`${frame.code}: ${frame.detail}`);
   },
-  onOpen: () => showBanner(""),
+  onOpen: () => {
+    showBanner("");
+    alarms.load();
+  },
   onState(state) {
     if (state === "closed") showBanner("Connection lost; reconnecting…");
     if (state === "forbidden") showBanner("You may not watch this device.");

@@ -1,7 +1,9 @@
-// The fleet page: every device the user may see, live over one ws/fleet/ socket.
+// The fleet page: every device the user may see, live over one ws/fleet/ socket, each with a
+// badge of its worst active alarm's severity.
 // Frames only mark devices dirty; the DOM changes once per animation frame, and only where
 // a value changed, so a thousand devices reporting every second stay smooth.
 import { LiveSocket, ago, element, formatValue, showBanner } from "./live.js";
+import { AlarmSet } from "../alarms/alarmset.js";
 
 const body = document.querySelector("#fleet tbody");
 const search = document.getElementById("search");
@@ -10,6 +12,7 @@ const counts = document.getElementById("counts");
 const empty = document.getElementById("empty");
 
 const devices = new Map(); // id -> {id, name, online, lastSeen, latest: Map(key -> value), row, cells}
+const alarms = new AlarmSet(); // each device's badge: the worst severity of its active alarms
 const dirty = new Set();
 let orderChanged = false;
 let frameRequested = false;
@@ -18,6 +21,7 @@ function row(device) {
   const link = element("a", { href: `/devices/${encodeURIComponent(device.id)}/` });
   const cells = {
     name: link,
+    badge: element("span", { class: "severity", hidden: "" }),
     status: element("span", { class: "status" }),
     seen: element("span", { class: "ago" }),
     values: element("div", { class: "values" }),
@@ -25,7 +29,7 @@ function row(device) {
   };
   device.row = element(
     "tr", { "data-device": device.id },
-    element("td", {}, link, element("div", { class: "muted", text: device.id })),
+    element("td", {}, link, " ", cells.badge, element("div", { class: "muted", text: device.id })),
     element("td", {}, cells.status), element("td", {}, cells.seen), element("td", {}, cells.values),
   );
   device.cells = cells;
@@ -59,6 +63,11 @@ function onFrame(frame) {
     upsert(frame.device, { lastSeen: Math.max(device.lastSeen || 0, ...frame.items.map((item) => item.ts)) });
   } else if (frame.type === "status") {
     upsert(frame.device, { online: frame.online, lastSeen: frame.ts });
+  } else if (frame.type === "alarm") {
+    alarms.apply(frame.alarm);
+    if (devices.has(frame.alarm.device)) upsert(frame.alarm.device, {});
+  } else if (frame.type === "resync" || frame.type === "dropped") {
+    loadAlarms(); // alarm frames may have been lost
   } else if (frame.type === "error") {
     if (frame.code === "forbidden" && frame.devices) forget(frame.devices); // access taken away meanwhile
     showBanner(`${frame.code}: ${frame.detail}`);
@@ -91,6 +100,14 @@ function render() {
       device.row.dataset.status = statusText;
     }
     cells.seen.textContent = ago(device.lastSeen, now);
+    const severity = alarms.worst(device.id);
+    if ((device.row.dataset.severity || null) !== severity) {
+      cells.badge.textContent = severity || "";
+      cells.badge.className = `severity ${severity || ""}`;
+      cells.badge.hidden = !severity;
+      if (severity) device.row.dataset.severity = severity;
+      else delete device.row.dataset.severity;
+    }
     for (const [key, value] of device.latest) {
       let span = cells.spans.get(key);
       if (!span) {
@@ -132,6 +149,17 @@ function updateCounts() {
   empty.hidden = devices.size > 0;
 }
 
+// The active alarms, after every (re)connection: the socket's frames bring what changes next.
+async function loadAlarms() {
+  try {
+    if (!(await alarms.reload({ query: "state=active" }))) return;
+  } catch (error) {
+    showBanner(`Could not load alarms: ${error.message}`);
+    return;
+  }
+  for (const id of devices.keys()) upsert(id, {});
+}
+
 function refilter() {
   for (const device of devices.values()) applyFilter(device);
   updateCounts();
@@ -156,6 +184,7 @@ new LiveSocket("/ws/fleet/", {
     showBanner("");
     socket.send({ action: "subscribe", devices: "*" });
     updateCounts();
+    loadAlarms();
   },
   onState: (state) => {
     if (state === "closed") showBanner("Connection lost; reconnecting…");
