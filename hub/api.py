@@ -3,6 +3,7 @@ from ninja import NinjaAPI
 from ninja.errors import ValidationError
 
 from accounts.auth import SessionAuth, TokenAuth
+from alarms.destinations_api import router as destinations_router
 from devices.api import router as devices_router
 from telemetry.api import router as telemetry_router
 
@@ -17,6 +18,7 @@ api = NinjaAPI(
 )
 api.add_router("", telemetry_router)
 api.add_router("", devices_router)
+api.add_router("", destinations_router)
 
 
 @api.exception_handler(ValidationError)
