@@ -76,7 +76,7 @@ class Notifier:
     async def run(self):
         """Makes and delivers notifications until cancelled."""
         executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="notify")
-        in_flight = set()
+        in_flight = {}  # task -> the notification it tries
         reminded = pruned = float("-inf")
         try:
             while True:
@@ -90,11 +90,12 @@ class Notifier:
                 free = self.concurrency - len(in_flight)
                 if free > 0:
                     for notification in await database_sync_to_async(self.claim_due)(free):
-                        in_flight.add(asyncio.create_task(self.deliver(notification, executor)))
+                        in_flight[asyncio.create_task(self.deliver(notification, executor))] = notification.pk
                 if in_flight:
-                    done, in_flight = await asyncio.wait(in_flight, timeout=self.poll_seconds,
-                                                         return_when=asyncio.FIRST_COMPLETED)
+                    done, _ = await asyncio.wait(in_flight, timeout=self.poll_seconds,
+                                                 return_when=asyncio.FIRST_COMPLETED)
                     for task in done:
+                        del in_flight[task]
                         task.result()  # a database error recording a try: the supervisor restarts us
                 else:
                     await asyncio.sleep(self.poll_seconds)
@@ -102,6 +103,10 @@ class Notifier:
             for task in in_flight:
                 task.cancel()
             executor.shutdown(wait=False, cancel_futures=True)
+            if in_flight:
+                # Due again at once rather than when their lease ends: the next run (or the next
+                # bridge) tries them, even if a try cut short here did reach its receiver.
+                await database_sync_to_async(release)(list(in_flight.values()), self.now())
 
     async def make_notifications(self):
         """Makes the notifications of up to CHANGES_PER_PASS changes, one change at a time."""
@@ -166,6 +171,10 @@ class Notifier:
         logger.warning("notification %d to destination %d: try %d failed, again in %d s: %s",
                        notification.pk, notification.destination_id, notification.attempts, delay, answer)
         return "retry"
+
+
+def release(notification_ids, now):
+    Notification.objects.filter(pk__in=notification_ids, status=PENDING).update(next_attempt_at=now)
 
 
 def prune(before):
