@@ -5,3 +5,5 @@ NOTIFICATIONS = Counter(
     "telehub_alarm_notification_tries", "Tries at delivering an alarm notification, by outcome: sent, retry "
     "(failed, to be tried again) or failed (given up).", ["outcome"],
 )
+for outcome in ("sent", "retry", "failed"):
+    NOTIFICATIONS.labels(outcome)

@@ -166,6 +166,7 @@ class Notification(models.Model):
     )
     event = models.CharField(max_length=16, help_text="raised, cleared, acknowledged, reminder, or digest.")
     body = models.JSONField(default=dict, help_text="What is sent; a digest's is written when it is first tried.")
+    events = models.PositiveIntegerField(default=1, help_text="Alarm events it carries: one, or a digest's several.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     scheduled_at = models.DateTimeField(

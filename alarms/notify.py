@@ -13,7 +13,8 @@ digest of the other 999 (at most DIGEST_MAX_EVENTS a digest; more wait for the n
 """
 from datetime import timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import F
 
 from alarms.models import Alarm, AlarmChange, Notification, NotificationDestination
 from alarms.serializers import alarm_json
@@ -81,47 +82,43 @@ def remind(alarm_id, now, window):
 
 def _to_destinations(rule, event, alarm, now, window, change=None, reminder=None):
     # Only the rule owner's own destinations, whatever the rule's list holds.
-    destinations = rule.destinations.filter(owner_id=rule.owner_id).values_list("id", flat=True)
-    count = 0
+    destinations = list(rule.destinations.filter(owner_id=rule.owner_id).values_list("id", flat=True))
     for destination_id in destinations:
-        notification = _outgoing(destination_id, event, alarm, now, window)
+        notification_id = _outgoing(destination_id, event, alarm, now, window)
         if change is not None:
-            notification.changes.add(change)
+            Notification.changes.through.objects.create(notification_id=notification_id, alarmchange_id=change.pk)
         if reminder is not None:
-            notification.reminders.add(reminder)
-        count += 1
-    return count
+            Notification.reminders.through.objects.create(notification_id=notification_id, alarm_id=reminder.pk)
+    return len(destinations)
 
 
 def _outgoing(destination_id, event, alarm, now, window):
-    """The notification that carries `event` to the destination: a new message if its last one
-    was scheduled a window ago or more, else the digest that waits for the window's end."""
-    # Makers of one destination's notifications take turns (PostgreSQL: a row lock; SQLite
-    # serialises writers anyway).
-    NotificationDestination.objects.select_for_update().filter(pk=destination_id).exists()
+    """The id of the notification that carries `event` to the destination: a new message if its
+    last one was scheduled a window ago or more, else the digest that waits for the window's end."""
+    if connection.features.has_select_for_update:
+        # Makers of one destination's notifications take turns (SQLite serialises writers anyway).
+        NotificationDestination.objects.select_for_update().filter(pk=destination_id).exists()
     window = timedelta(seconds=window)
-    latest = Notification.objects.filter(destination_id=destination_id).order_by("-scheduled_at", "-id").first()
-    if latest is None or latest.scheduled_at + window <= now:
+    latest = Notification.objects.filter(destination_id=destination_id).order_by("-scheduled_at", "-id").values_list(
+        "id", "scheduled_at", "event"
+    ).first()
+    if latest is None or latest[1] + window <= now:
         return Notification.objects.create(
             destination_id=destination_id, event=event, body={"event": event, "alarm": alarm_json(alarm)},
             scheduled_at=now, next_attempt_at=now, created=now,
-        )
-    if latest.event == Notification.DIGEST and _still_open(latest):
-        return latest
-    due = latest.scheduled_at + window
+        ).pk
+    latest_id, latest_scheduled, latest_event = latest
+    # Joins the waiting digest if no try has begun and it has room. On PostgreSQL this waits for
+    # a notifier claiming it at the same moment, and the claim waits for this transaction, so
+    # the claim's body holds every event the digest carries.
+    if latest_event == Notification.DIGEST and Notification.objects.filter(
+        pk=latest_id, status=Notification.Status.PENDING, attempts=0, events__lt=DIGEST_MAX_EVENTS
+    ).update(events=F("events") + 1):
+        return latest_id
+    due = latest_scheduled + window
     return Notification.objects.create(
         destination_id=destination_id, event=Notification.DIGEST, scheduled_at=due, next_attempt_at=due, created=now,
-    )
-
-
-def _still_open(digest):
-    """Whether events may still join the digest: not yet tried, and not full. Locks its row, so
-    a notifier claiming it waits for this transaction and then sees every event it carries."""
-    if not Notification.objects.select_for_update().filter(
-        pk=digest.pk, status=Notification.Status.PENDING, attempts=0
-    ).exists():
-        return False
-    return digest.changes.count() + digest.reminders.count() < DIGEST_MAX_EVENTS
+    ).pk
 
 
 def digest_body(notification):
