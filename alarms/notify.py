@@ -14,7 +14,7 @@ digest of the other 999 (at most DIGEST_MAX_EVENTS a digest; more wait for the n
 from datetime import timedelta
 
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 
 from alarms.models import Alarm, AlarmChange, Notification, NotificationDestination
 from alarms.serializers import alarm_json
@@ -65,16 +65,13 @@ def remind(alarm_id, now, window):
     destinations it went to, or None if it is not due any more (reminded by another process,
     acknowledged, cleared)."""
     with transaction.atomic():
-        alarm = Alarm.objects.select_related(*ALARM_RELATED).get(pk=alarm_id)
-        if not alarm.rule.remind_every:
+        alarm = Alarm.objects.select_related(*ALARM_RELATED).filter(pk=alarm_id).first()
+        if alarm is None or not alarm.rule.remind_every:
             return None
         if (alarm.reminded_at or alarm.raised_at) + timedelta(seconds=alarm.rule.remind_every) > now:
             return None
-        claimed = Alarm.objects.filter(
-            pk=alarm_id, state=Alarm.State.ACTIVE, acknowledged=False, reminded_at=alarm.reminded_at
-        ) if alarm.reminded_at else Alarm.objects.filter(
-            pk=alarm_id, state=Alarm.State.ACTIVE, acknowledged=False, reminded_at__isnull=True
-        )
+        unchanged = Q(reminded_at=alarm.reminded_at) if alarm.reminded_at else Q(reminded_at__isnull=True)
+        claimed = Alarm.objects.filter(unchanged, pk=alarm_id, state=Alarm.State.ACTIVE, acknowledged=False)
         if not claimed.update(reminded_at=now):
             return None
         return _to_destinations(alarm.rule, REMINDER, alarm, now, window, reminder=alarm)

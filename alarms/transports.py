@@ -120,6 +120,8 @@ class Webhook:
 
 
 class Email:
+    """Through Django's email backend: the SMTP server and its timeout are HUB_EMAIL_* settings."""
+
     def __init__(self, destination, timeout, allow_private):
         self.to = list(destination.to)
 

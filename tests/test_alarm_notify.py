@@ -44,6 +44,8 @@ class Receiver:
         self.secret = secret
         self.received = queue.Queue()
         self.status = 200
+        self.answering = threading.Event()  # cleared: it holds each request unanswered until set
+        self.answering.set()
         self.server = None
 
     def start(self):
@@ -55,6 +57,7 @@ class Receiver:
                 expected = "sha256=" + hmac.new(receiver.secret.encode(), body, hashlib.sha256).hexdigest()
                 signed = hmac.compare_digest(self.headers.get("X-Telehub-Signature", ""), expected)
                 receiver.received.put((self.path, signed, orjson.loads(body)))
+                receiver.answering.wait(TIMEOUT)
                 self.send_response(receiver.status)
                 if 300 <= receiver.status < 400:
                     self.send_header("Location", receiver.url + "&moved=1")
@@ -361,6 +364,24 @@ def test_a_receiver_that_keeps_failing_is_given_up_after_the_give_up_time(owner,
     assert set(answers) == {"503 Service Unavailable"}
     # One try per 600 s step (no delay is longer): the one an hour after the first is the last.
     assert len(answers) == receiver.received.qsize() == 7
+
+
+def test_a_slow_receiver_does_not_hold_up_another(owner, device, receiver, start_notifier):
+    slow = Receiver().start()
+    slow.answering.clear()
+    try:
+        rule = rule_to(owner, destination(owner, url=slow.url), destination(owner, url=receiver.url))
+        start_notifier(concurrency=2)
+        raise_alarm(rule, device.pk, datetime.now(UTC))
+        slow.next()
+        receiver.next()
+        wait_until(lambda: Notification.objects.filter(status=SENT).count() == 1, message="the quick one sent")
+        assert Notification.objects.get(status=PENDING).destination.url == slow.url
+        slow.answering.set()
+        wait_until(lambda: Notification.objects.filter(status=SENT).count() == 2, message="the slow one sent")
+    finally:
+        slow.answering.set()
+        slow.stop()
 
 
 def test_a_redirect_is_not_followed(owner, device, receiver, start_notifier):
