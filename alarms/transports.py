@@ -2,7 +2,7 @@
 that returns the other end's answer or raises DeliveryFailed with it.
 
 Both block (http.client, smtplib): the notifier runs them in threads of its own, each network
-step bounded by HUB_NOTIFY_TIMEOUT.
+step bounded by HUB_NOTIFY_TIMEOUT, and a webhook's whole answer by TRY_TIMEOUTS of them.
 
 Webhooks: a JSON POST signed with the destination's secret; redirects are not followed (a 3xx
 is a failure). Unless HUB_WEBHOOK_ALLOW_PRIVATE, a receiver must be on a public address: a URL
@@ -16,12 +16,15 @@ import hmac
 import http.client
 import ipaddress
 import socket
+import threading
 import urllib.parse
 
 import orjson
 from django.core.mail import EmailMessage
 
 SIGNATURE_HEADER = "X-Telehub-Signature"
+# A webhook try's deadline after it connects, in HUB_NOTIFY_TIMEOUTs.
+TRY_TIMEOUTS = 3
 
 
 class DeliveryFailed(Exception):
@@ -103,13 +106,27 @@ class Webhook:
             SIGNATURE_HEADER: sign(self.secret, payload),
         }
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        # Each step has its timeout; a receiver that answers a byte at a time is cut off at
+        # the deadline, so one try takes at most connect + TRY_TIMEOUTS timeouts.
+        deadline = TRY_TIMEOUTS * self.timeout
+        cutoff = None
         try:
+            connection.connect()
+            cutoff = threading.Timer(deadline, connection.sock.shutdown, [socket.SHUT_RDWR])
+            cutoff.start()
             connection.request("POST", path, payload, headers)
             response = connection.getresponse()
             response.read(1024)
         except (OSError, http.client.HTTPException) as error:
+            if cutoff is not None and cutoff.finished.is_set():
+                raise DeliveryFailed(f"no whole answer within {deadline} s") from None
             raise DeliveryFailed(f"{type(error).__name__}: {error}") from None
+        else:
+            if cutoff.finished.is_set():  # http.client takes a status line cut short for a whole one
+                raise DeliveryFailed(f"no whole answer within {deadline} s")
         finally:
+            if cutoff is not None:
+                cutoff.cancel()
             connection.close()
         answer = f"{response.status} {response.reason}".strip()
         if 300 <= response.status < 400:

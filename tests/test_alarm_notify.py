@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import http.server
 import queue
+import socket
 import threading
 import time
 from datetime import UTC, datetime
@@ -382,6 +383,29 @@ def test_a_slow_receiver_does_not_hold_up_another(owner, device, receiver, start
     finally:
         slow.answering.set()
         slow.stop()
+
+
+def test_a_receiver_that_answers_a_byte_at_a_time_is_cut_off(owner, device, start_notifier):
+    stop = threading.Event()
+
+    def drip(listener):
+        with listener.accept()[0] as client:
+            client.recv(65536)
+            for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"z" * 1000:
+                if stop.wait(0.2):
+                    return
+                client.send(bytes([byte]))
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        threading.Thread(target=drip, args=(listener,), daemon=True).start()
+        target = destination(owner, url=f"http://127.0.0.1:{listener.getsockname()[1]}/")
+        start_notifier(timeout=1)
+        try:
+            raise_alarm(rule_to(owner, target), device.pk, datetime.now(UTC))
+            wait_until(lambda: deliveries(target), message="the try cut off")
+        finally:
+            stop.set()
+    assert deliveries(target)[0].answer == "no whole answer within 3 s"
 
 
 def test_a_redirect_is_not_followed(owner, device, receiver, start_notifier):
