@@ -157,19 +157,32 @@ class Notification(models.Model):
         SENT = "sent"
         FAILED = "failed", "failed: given up after retrying"
 
+    DIGEST = "digest"
+
     destination = models.ForeignKey(NotificationDestination, on_delete=models.CASCADE, related_name="notifications")
     changes = models.ManyToManyField(AlarmChange, blank=True, related_name="notifications")
-    event = models.CharField(max_length=16)
-    body = models.JSONField()
+    reminders = models.ManyToManyField(
+        Alarm, blank=True, related_name="reminder_notifications", help_text="Alarms it reminds of."
+    )
+    event = models.CharField(max_length=16, help_text="raised, cleared, acknowledged, reminder, or digest.")
+    body = models.JSONField(default=dict, help_text="What is sent; a digest's is written when it is first tried.")
+    events = models.PositiveIntegerField(default=1, help_text="Alarm events it carries: one, or a digest's several.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
+    scheduled_at = models.DateTimeField(
+        default=timezone.now, help_text="When it was first due: a destination gets one per digest window."
+    )
     next_attempt_at = models.DateTimeField(default=timezone.now)
     created = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created", "-id"]
-        indexes = [models.Index(fields=["status", "next_attempt_at"])]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"]),
+            models.Index(fields=["destination", "scheduled_at"]),
+            models.Index(fields=["status", "created"]),
+        ]
 
 
 class DeliveryAttempt(models.Model):

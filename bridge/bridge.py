@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.utils import timezone
 
+from alarms.notify_worker import Notifier
 from bridge import metrics, protocol
 from bridge.broker_auth_sync import BrokerAuthSync
 from bridge.clock import ReceiveClock
@@ -188,6 +189,7 @@ class Bridge:
             start_supervised("flush_loop", self._flush_forever),
             start_supervised("command_sweep", self._sweep_commands_forever),
             start_supervised("stats_reporter", self._report_forever),
+            start_supervised("alarm_notifier", Notifier.from_settings().run),
         ]
         self._live_task = start_supervised("live_sender", self.live.run, finished=lambda: self.live.closing)
         if self.heartbeat_path:

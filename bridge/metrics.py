@@ -14,6 +14,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from alarms.metrics import NOTIFICATIONS
 from bridge.db_errors import PERMANENT_DB_ERRORS
 from devices.metrics import COMMANDS
 from hub.metrics import TaskCrashes
@@ -27,6 +28,7 @@ for collector in (ProcessCollector, PlatformCollector, GCCollector):
     collector(registry=registry)
 registry.register(TaskCrashes())
 registry.register(COMMANDS)
+registry.register(NOTIFICATIONS)
 
 FLUSH_SECONDS = Histogram(
     "telehub_bridge_flush_seconds", "Time to store one batch of readings (flushes that stored).",

@@ -4,6 +4,7 @@ from ninja.errors import ValidationError
 
 from accounts.auth import SessionAuth, TokenAuth
 from alarms.api import router as alarms_router
+from alarms.destinations_api import router as destinations_router
 from devices.api import router as devices_router
 from telemetry.api import router as telemetry_router
 
@@ -19,6 +20,7 @@ api = NinjaAPI(
 api.add_router("", telemetry_router)
 api.add_router("", devices_router)
 api.add_router("", alarms_router)
+api.add_router("", destinations_router)
 
 
 @api.exception_handler(ValidationError)

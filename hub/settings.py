@@ -328,3 +328,28 @@ COMMAND_MAX_TTL = env_int("HUB_COMMAND_MAX_TTL", 86400, minimum=1)
 COMMAND_DEFAULT_TIMEOUT = env_int("HUB_COMMAND_DEFAULT_TIMEOUT", 60, minimum=1)
 COMMAND_MAX_TIMEOUT = env_int("HUB_COMMAND_MAX_TIMEOUT", 3600, minimum=1)
 API_MAX_POINTS = env_int("HUB_API_MAX_POINTS", 5000, minimum=10)
+
+# Alarm notifications (alarms/notify*.py, alarms/transports.py; README, "Alarm notifications").
+# Email goes out through Django's SMTP backend with these.
+EMAIL_HOST = env_str("HUB_EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("HUB_EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("HUB_EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("HUB_EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("HUB_EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env_str("HUB_EMAIL_FROM", "telehub@localhost")
+# Seconds each network step of one delivery (connect, send, each read) may take.
+EMAIL_TIMEOUT = NOTIFY_TIMEOUT = env_int("HUB_NOTIFY_TIMEOUT", 10, minimum=1)
+# Deliveries under way at once; a slow receiver holds one of them.
+NOTIFY_CONCURRENCY = env_int("HUB_NOTIFY_CONCURRENCY", 4, minimum=1)
+# A failed delivery is tried again after this, doubling up to ten minutes; it is given up
+# (failed) once a try fails this long after it was first due.
+NOTIFY_RETRY_SECONDS = env_int("HUB_NOTIFY_RETRY_SECONDS", 10, minimum=1)
+NOTIFY_GIVE_UP_SECONDS = env_int("HUB_NOTIFY_GIVE_UP_SECONDS", 3600, minimum=1)
+# At most one message per destination per this many seconds: changes in between wait and go
+# together as one digest.
+NOTIFY_DIGEST_SECONDS = env_int("HUB_NOTIFY_DIGEST_SECONDS", 60, minimum=1)
+# Days sent and failed notifications, with their delivery log, are kept.
+NOTIFY_KEEP_DAYS = env_int("HUB_NOTIFY_KEEP_DAYS", 30, minimum=1)
+# Webhooks to loopback, private, link-local and other non-public addresses: refused unless true
+# (a hub whose receivers sit on its own network).
+WEBHOOK_ALLOW_PRIVATE = env_bool("HUB_WEBHOOK_ALLOW_PRIVATE", False)
