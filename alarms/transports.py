@@ -110,19 +110,25 @@ class Webhook:
         # the deadline, so one try takes at most connect + TRY_TIMEOUTS timeouts.
         deadline = TRY_TIMEOUTS * self.timeout
         cutoff = None
+        cut = threading.Event()  # set before the socket is shut, so a read it ends sees it
+
+        def cut_off():
+            cut.set()
+            connection.sock.shutdown(socket.SHUT_RDWR)
+
         try:
             connection.connect()
-            cutoff = threading.Timer(deadline, connection.sock.shutdown, [socket.SHUT_RDWR])
+            cutoff = threading.Timer(deadline, cut_off)
             cutoff.start()
             connection.request("POST", path, payload, headers)
             response = connection.getresponse()
             response.read(1024)
         except (OSError, http.client.HTTPException) as error:
-            if cutoff is not None and cutoff.finished.is_set():
+            if cut.is_set():
                 raise DeliveryFailed(f"no whole answer within {deadline} s") from None
             raise DeliveryFailed(f"{type(error).__name__}: {error}") from None
         else:
-            if cutoff.finished.is_set():  # http.client takes a status line cut short for a whole one
+            if cut.is_set():  # http.client takes a status line cut short for a whole one
                 raise DeliveryFailed(f"no whole answer within {deadline} s")
         finally:
             if cutoff is not None:
