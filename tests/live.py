@@ -195,6 +195,7 @@ class LiveHub(HubClient):
         self.database = database
         # Each hub its own bridge login: the broker keeps a persistent session per login.
         self.bridge_login = (unique_id("bridge.test"), uuid.uuid4().hex)
+        self.bridge_logins = [self.bridge_login]  # this bridge's and those of another_bridge()
         self.port = free_port()
         super().__init__(f"http://127.0.0.1:{self.port}/")
         env = {
@@ -228,7 +229,19 @@ class LiveHub(HubClient):
     def stop(self):
         self.bridge.stop()
         self.web.stop()
-        self._forget_bridge_login()
+        self._forget_bridge_logins()
+
+    def another_bridge(self, name):
+        """Another bridge of this hub, with its own broker login and client id (the broker takes
+        the username as client id, so each bridge needs its own account and gets its own
+        session); returns the process, started (stop it)."""
+        login = (unique_id(f"bridge.{name}"), uuid.uuid4().hex)
+        self.bridge_logins.append(login)
+        env = {**self.bridge.env, "HUB_MQTT_URL": self.broker.login_url(*login), "HUB_MQTT_CLIENT_ID": login[0]}
+        process = HubProcess(name, self.bridge.args, env, self.workdir / f"{name}.log")
+        process.start()
+        process.wait_for_log(r"connected to mqtt://")
+        return process
 
     def another_web(self, name, *options, **env):
         """Another daphne of this hub, with these daphne options and environment variables;
@@ -239,13 +252,15 @@ class LiveHub(HubClient):
         wait_for_port("127.0.0.1", port, TIMEOUT)
         return web, f"http://127.0.0.1:{port}/"
 
-    def _forget_bridge_login(self):
-        """The bridge keeps its login in the registry and writes it back whenever the registry
+    def _forget_bridge_logins(self):
+        """A bridge keeps its login in the registry and writes it back whenever the registry
         changes (bridge.broker_auth_sync), so also after a test emptied the tables while the hub
-        ran on: once it has stopped, remove it, so that later tests find only their own accounts."""
+        ran on: once the bridges have stopped, remove them, so that later tests find only their
+        own accounts."""
         from devices.models import BrokerAccount
 
-        execute_sql(self.database, f"DELETE FROM {BrokerAccount._meta.db_table} WHERE username = %s", [self.bridge_login[0]])
+        for username, _ in self.bridge_logins:
+            execute_sql(self.database, f"DELETE FROM {BrokerAccount._meta.db_table} WHERE username = %s", [username])
 
 
 class Dashboard:
