@@ -196,6 +196,7 @@ class LiveHub(HubClient):
         # Each hub its own bridge login: the broker keeps a persistent session per login.
         self.bridge_login = (unique_id("bridge.test"), uuid.uuid4().hex)
         self.bridge_logins = [self.bridge_login]  # this bridge's and those of another_bridge()
+        self.other_bridges = []  # started by another_bridge(), stopped with the hub
         self.port = free_port()
         super().__init__(f"http://127.0.0.1:{self.port}/")
         env = {
@@ -227,18 +228,20 @@ class LiveHub(HubClient):
         self.bridge.wait_for_log(r"connected to mqtt://", start=start)
 
     def stop(self):
-        self.bridge.stop()
+        for bridge in [self.bridge, *self.other_bridges]:
+            bridge.stop()
         self.web.stop()
         self._forget_bridge_logins()
 
     def another_bridge(self, name):
         """Another bridge of this hub, with its own broker login and client id (the broker takes
         the username as client id, so each bridge needs its own account and gets its own
-        session); returns the process, started (stop it)."""
+        session); returns the process, started. The hub's stop() stops it too."""
         login = (unique_id(f"bridge.{name}"), uuid.uuid4().hex)
         self.bridge_logins.append(login)
         env = {**self.bridge.env, "HUB_MQTT_URL": self.broker.login_url(*login), "HUB_MQTT_CLIENT_ID": login[0]}
         process = HubProcess(name, self.bridge.args, env, self.workdir / f"{name}.log")
+        self.other_bridges.append(process)
         process.start()
         process.wait_for_log(r"connected to mqtt://")
         return process

@@ -19,23 +19,19 @@ COMMANDS = 1000
 
 @pytest.fixture(scope="module")
 def hub(django_db_setup, redis_server, mosquitto_server, tmp_path_factory):
-    """The hub's bridge, plus those `bridges(n)` adds, all in one shared group."""
-    live = running_hub(redis_server, mosquitto_server, tmp_path_factory.mktemp("hub"), mqtt_shared_group="telehub")
-    hub = next(live)
-    hub.extra_bridges = []
-    yield hub
-    for bridge in hub.extra_bridges:
-        bridge.stop()
-    next(live, None)
+    """The hub's bridge, and those `bridges()` adds, in a shared group of their own (the
+    broker keeps their sessions, and their share, after the module)."""
+    yield from running_hub(redis_server, mosquitto_server, tmp_path_factory.mktemp("hub"),
+                           mqtt_shared_group=unique_id("bridges"))
 
 
 def bridges(hub, count):
     """Exactly `count` bridges running: the hub's own and count - 1 others."""
-    while len(hub.extra_bridges) < count - 1:
-        hub.extra_bridges.append(hub.another_bridge(f"bridge-{len(hub.extra_bridges) + 2}"))
-    while len(hub.extra_bridges) > count - 1:
-        hub.extra_bridges.pop().stop()
-    return [hub.bridge, *hub.extra_bridges]
+    while len(hub.other_bridges) < count - 1:
+        hub.another_bridge(f"bridge-{len(hub.other_bridges) + 2}")
+    while len(hub.other_bridges) > count - 1:
+        hub.other_bridges.pop().stop()
+    return [hub.bridge, *hub.other_bridges]
 
 
 def online(hub, device):
