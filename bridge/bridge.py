@@ -158,13 +158,20 @@ class Bridge:
         )
 
     def subscriptions(self):
-        """Telemetry and command results, shared among bridges when a group is set. Status is
-        never shared: brokers do not send retained messages to shared subscriptions."""
+        """Telemetry and command results, shared among bridges when a group is set.
+
+        Status is neither shared nor queued: every bridge gets every status message, in the
+        order the device sent them, and only the bridge whose update changes the device tells
+        dashboards (devices.presence). At QoS 0 the broker keeps no status for a bridge that
+        is away: on each connection it sends every device's retained status instead, which is
+        the latest one. (Queued, they would be replayed on the bridge's return over newer
+        ones another bridge had stored; and brokers send no retained messages to shared
+        subscriptions.)"""
         telemetry, status, results = protocol.SUBSCRIPTIONS
         if self.shared_group:
             telemetry = f"$share/{self.shared_group}/{telemetry}"
             results = f"$share/{self.shared_group}/{results}"
-        return [(telemetry, 1), (status, 1), (results, 1)]
+        return [(telemetry, 1), (status, 0), (results, 1)]
 
     async def run(self):
         """Runs until `stop()`."""
@@ -422,7 +429,7 @@ class Bridge:
             return
         now = timezone.now()
         try:
-            known = await self._with_db_retry(record_status, device_id, online, now)
+            known, changed = await self._with_db_retry(record_status, device_id, online, now, message.retain)
         except PERMANENT_DB_ERRORS as exc:
             self._drop(device_id, Rejected("store_refused", refused_by_database(exc)), message)
             return
@@ -430,7 +437,8 @@ class Bridge:
         if not known:
             self.rejects.reject(device_id, "unknown_device", "no device with this id is registered")
             return
-        self.live.publish(events.status_event(device_id, online, events.to_ms(now)))
+        if changed:
+            self.live.publish(events.status_event(device_id, online, events.to_ms(now)))
         if online:
             for command_id in await self._with_db_retry(commands.sendable_ids, now, device_id):
                 await self.dispatch_command(command_id)
@@ -460,12 +468,17 @@ class Bridge:
         self.live.publish(events.command_event(command))
 
     async def dispatch_command(self, command_id):
-        """Sends a pending command if its device is online; otherwise it waits for the device."""
+        """Sends a pending command if its device is online; otherwise it waits for the device.
+        Every bridge is asked for every command (the channel layer hands a message on the
+        bridge's channel to each bridge, and each bridge's sweep finds every pending command):
+        the claim lets exactly one of them send it, once."""
         try:
             command_id = uuid.UUID(str(command_id))
         except ValueError:
             logger.warning("ignored a dispatch request for %r: not a command id", command_id)
             return
+        if not self.mqtt.connected.is_set():
+            return  # the sweep sends it once this bridge (or another) is connected
         command = await self._with_db_retry(commands.claim_for_sending, command_id, timezone.now())
         if command is None:
             return
@@ -482,10 +495,15 @@ class Bridge:
             if failed is not None:
                 self.live.publish(events.command_event(failed))
             return
-        if not self.mqtt.publish(protocol.commands_topic(command.device_id), payload, qos=1):
-            await self._with_db_retry(commands.release, command.id)
-            return
-        logger.info("sent command %s %r to %s", command.id, command.name, command.device_id)
+        # QoS 2: if the connection drops before the broker confirms, paho sends the command
+        # again on reconnection, and the broker (which keeps this bridge's session) takes it once.
+        if self.mqtt.publish(protocol.commands_topic(command.device_id), payload, qos=2):
+            logger.info("sent command %s %r to %s", command.id, command.name, command.device_id)
+        else:
+            # Lost the connection while claiming: paho keeps the message and sends it once
+            # connected again. Putting the command back to pending would send it twice.
+            logger.warning("command %s %r to %s waits in the MQTT client for the broker to be back",
+                           command.id, command.name, command.device_id)
         self.live.publish(events.command_event(command))
 
     async def _sweep_commands_forever(self):

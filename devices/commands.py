@@ -105,7 +105,10 @@ def _earlier_request(user, key, fingerprint):
 
 def claim_for_sending(command_id, now):
     """The command, now marked sent, if it was pending, unexpired and its device is online.
-    Its answer is due within its timeout."""
+    Its answer is due within its timeout. Of any number of bridges claiming one command at
+    once, exactly one gets it: only that one hands it to the broker. A claim is never undone:
+    once claimed, a command is never claimed again, even if its publish waits for a
+    reconnection (bridge.Bridge.dispatch_command)."""
     command = Command.objects.filter(pk=command_id, status=Status.PENDING, expires_at__gt=now, device__online=True).first()
     if command is None:
         return None
@@ -118,11 +121,6 @@ def claim_for_sending(command_id, now):
         return None
     command.status, command.sent_at, command.answer_by = Status.SENT, now, answer_by
     return command
-
-
-def release(command_id):
-    """Puts back a claimed command that could not be handed to the broker."""
-    Command.objects.filter(pk=command_id, status=Status.SENT).update(status=Status.PENDING, sent_at=None, answer_by=None)
 
 
 def fail_unsendable(command_id, error, now):
@@ -161,9 +159,7 @@ def expire_due(now):
 
 def record_result(device_id, answer):
     """Stores a device's answer to a command sent to it; None if it answers nothing we sent."""
-    updated = Command.objects.filter(
-        pk=answer.command_id, device_id=device_id, status__in=[Status.SENT, Status.PENDING]
-    ).update(
+    updated = Command.objects.filter(pk=answer.command_id, device_id=device_id, status=Status.SENT).update(
         status=Status.SUCCEEDED if answer.ok else Status.FAILED,
         result=answer.result,
         error=answer.error,

@@ -213,6 +213,8 @@ class LiveHub(HubClient):
         self.database = database
         # Each hub its own bridge login: the broker keeps a persistent session per login.
         self.bridge_login = (unique_id("bridge.test"), uuid.uuid4().hex)
+        self.bridge_logins = [self.bridge_login]  # this bridge's and those of another_bridge()
+        self.other_bridges = []  # started by another_bridge(), stopped with the hub
         self.port = free_port()
         super().__init__(f"http://127.0.0.1:{self.port}/")
         env = hub_environment(database, redis_url, broker, workdir, mqtt_url=broker.login_url(*self.bridge_login), **settings)
@@ -230,9 +232,23 @@ class LiveHub(HubClient):
         self.bridge.wait_for_log(r"connected to mqtt://", start=start)
 
     def stop(self):
-        self.bridge.stop()
+        for bridge in [self.bridge, *self.other_bridges]:
+            bridge.stop()
         self.web.stop()
-        self._forget_bridge_login()
+        self._forget_bridge_logins()
+
+    def another_bridge(self, name):
+        """Another bridge of this hub, with its own broker login and client id (the broker takes
+        the username as client id, so each bridge needs its own account and gets its own
+        session); returns the process, started. The hub's stop() stops it too."""
+        login = (unique_id(f"bridge.{name}"), uuid.uuid4().hex)
+        self.bridge_logins.append(login)
+        env = {**self.bridge.env, "HUB_MQTT_URL": self.broker.login_url(*login), "HUB_MQTT_CLIENT_ID": login[0]}
+        process = HubProcess(name, self.bridge.args, env, self.workdir / f"{name}.log")
+        self.other_bridges.append(process)
+        process.start()
+        process.wait_for_log(r"connected to mqtt://")
+        return process
 
     def another_web(self, name, *options, **env):
         """Another daphne of this hub, with these daphne options and environment variables;
@@ -243,8 +259,8 @@ class LiveHub(HubClient):
         wait_for_port("127.0.0.1", port, TIMEOUT)
         return web, f"http://127.0.0.1:{port}/"
 
-    def _forget_bridge_login(self):
-        forget_bridge_logins(self.database, [self.bridge_login[0]])
+    def _forget_bridge_logins(self):
+        forget_bridge_logins(self.database, [username for username, _ in self.bridge_logins])
 
 
 def forget_bridge_logins(database, usernames):

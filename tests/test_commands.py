@@ -1,14 +1,17 @@
 """devices.commands: a command's life from pending to sent, then succeeded, failed or expired."""
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 
 import orjson
 import pytest
+from django.db import connection
 
 from bridge.protocol import CommandResult
 from devices.commands import (
-    claim_for_sending, create_command, expire_due, fail_unsendable, record_result, release, sendable_ids
+    claim_for_sending, create_command, expire_due, fail_unsendable, record_result, sendable_ids
 )
 from devices.models import Command
 from telemetry.events import command_event
@@ -104,24 +107,6 @@ def test_an_unknown_command_is_not_claimed(online):
     assert claim_for_sending(uuid.uuid4(), at(1)) is None
 
 
-# Releasing.
-
-
-def test_a_released_command_is_pending_again_and_can_be_claimed_again(online):
-    command = make_command(online)
-    claim_for_sending(command.pk, at(1))
-    release(command.pk)
-    assert (reloaded(command).status, reloaded(command).sent_at, reloaded(command).answer_by) == (Status.PENDING, None, None)
-    assert claim_for_sending(command.pk, at(2)).sent_at == at(2)
-
-
-@pytest.mark.parametrize("status", [Status.PENDING, Status.SUCCEEDED, Status.FAILED, Status.EXPIRED])
-def test_release_leaves_a_command_that_is_not_sent_as_it_is(online, status):
-    command = make_command(online, status=status)
-    release(command.pk)
-    assert reloaded(command).status == status
-
-
 # Finding what to send.
 
 
@@ -206,11 +191,12 @@ def test_an_answer_finishes_a_sent_command(online, answer, status, result, error
     assert reloaded(command).status == status
 
 
-def test_an_answer_to_a_pending_command_is_taken(online):
-    # A command put back by release() after a failed publish may still reach the device:
-    # paho keeps QoS 1 messages it could not send and sends them once reconnected.
+def test_an_answer_to_a_command_never_sent_is_refused(online):
+    # A claim is never undone (a bridge that loses its connection keeps the command sent, and
+    # paho sends it on reconnection): a pending command never reached the device.
     command = make_command(online)
-    assert record_result("online-1", CommandResult(command.pk, True, result=1)).status == Status.SUCCEEDED
+    assert record_result("online-1", CommandResult(command.pk, True, result=1)) is None
+    assert reloaded(command).status == Status.PENDING
 
 
 @pytest.mark.parametrize("status", [Status.SUCCEEDED, Status.FAILED, Status.EXPIRED])
@@ -254,3 +240,21 @@ def test_its_frame_still_tells_its_status(online):
     command = make_command(online, params={"n": 2**70, "deep": [[[[1]]]]}, status=Status.FAILED)
     frame = orjson.loads(command_event(command)["frame"])
     assert (frame["id"], frame["status"], frame["params"]) == (str(command.pk), "failed", None)
+
+
+def test_bridges_claiming_the_same_commands_at_once_each_get_a_command_once(online):
+    # As bridges do: each is asked for every command and claims it from its own connection.
+    # On PostgreSQL the condition must sit on the row the UPDATE changes to be checked again.
+    commands = [make_command(online) for _ in range(50)]
+    start = threading.Barrier(4)
+
+    def claim_all(_):
+        start.wait()
+        try:
+            return [command.pk for command in commands if claim_for_sending(command.pk, at(1)) is not None]
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(4) as pool:
+        claimed = [pk for won in pool.map(claim_all, range(4)) for pk in won]
+    assert sorted(claimed) == sorted(command.pk for command in commands)

@@ -10,7 +10,6 @@ import sqlite3
 import sys
 import threading
 import time
-import uuid
 
 import orjson
 import pytest
@@ -243,17 +242,6 @@ def test_a_locked_database_holds_readings_unacknowledged_until_they_are_stored(i
     sensor.go_offline()
 
 
-def second_bridge(hub, name):
-    """Another bridge process beside the hub's own, with its own broker login (the broker takes
-    the username as client id, so each bridge needs its own account and gets its own session)."""
-    username, password = unique_id("bridge.second"), uuid.uuid4().hex
-    env = {**hub.bridge.env, "HUB_MQTT_URL": hub.broker.login_url(username, password)}
-    process = HubProcess(name, hub.bridge.args, env, hub.workdir / f"{name}.log")
-    process.start()
-    process.wait_for_log(r"connected to mqtt://")
-    return process
-
-
 def stored_by(bridge):
     """The readings a bridge stored, from its latest stats line."""
     counts = re.findall(r"stats: received=\d+ stored_readings=(\d+)", bridge.log())
@@ -268,7 +256,7 @@ def shared_hub(django_db_setup, redis, broker, tmp_path):
 
 def test_two_bridges_share_the_readings_and_one_killed_loses_none(shared_hub, device):
     hub = shared_hub
-    other = second_bridge(hub, "second-bridge")
+    other = hub.another_bridge("second-bridge")
     try:
         sensor = Device(hub.mqtt_url, device.id, device.mqtt_password).connect()
         publisher = Publisher(sensor, 2000, pause=0.001)
