@@ -284,3 +284,7 @@ COMMAND_MAX_TTL = env_int("HUB_COMMAND_MAX_TTL", 86400, minimum=1)
 COMMAND_DEFAULT_TIMEOUT = env_int("HUB_COMMAND_DEFAULT_TIMEOUT", 60, minimum=1)
 COMMAND_MAX_TIMEOUT = env_int("HUB_COMMAND_MAX_TIMEOUT", 3600, minimum=1)
 API_MAX_POINTS = env_int("HUB_API_MAX_POINTS", 5000, minimum=10)
+# Days each resolution of history is kept (0: forever); a device may override each (telemetry.retention).
+RETAIN_RAW_DAYS = env_int("HUB_RETAIN_RAW_DAYS", 30, minimum=0)
+RETAIN_MINUTE_DAYS = env_int("HUB_RETAIN_MINUTE_DAYS", 400, minimum=0)
+RETAIN_HOUR_DAYS = env_int("HUB_RETAIN_HOUR_DAYS", 0, minimum=0)
