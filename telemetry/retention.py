@@ -87,7 +87,7 @@ def expired_series(now_ms):
     return found
 
 
-def delete_expired(resolution, device_id, key, before, limit=DELETE_BATCH):
+def delete_expired(resolution, device_id, key, before, limit):
     """Deletes up to `limit` rows of one key of a device older than `before`; returns how many."""
     model, column, _ = TABLES[resolution]
     ids = list(model.objects.filter(device_id=device_id, key=key, **{f"{column}__lt": before}).values_list("pk", flat=True)[:limit])

@@ -46,7 +46,7 @@ def mark_touched(rows):
     insert_rows(sql, [(*mark, 1) for mark in marks], ("text", "text", "bigint", "bigint"))
 
 
-def roll_up_marked(now_ms, limit=MARKS_PER_PASS):
+def roll_up_marked(now_ms, limit):
     """Recomputes up to `limit` marked minutes that ended SETTLE_MS before `now_ms`, oldest first,
     and their hours; returns (minutes recomputed, marks dropped). A mark older than its device's raw retention (a very late
     reading) is dropped: its minute's other raw rows are gone, so recomputing would lose them.

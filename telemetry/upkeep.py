@@ -39,7 +39,7 @@ class Upkeep:
     async def roll_up_pass(self):
         """Rolls up every marked minute, a batch at a time, until none is left."""
         while True:
-            rolled, dropped = await database_sync_to_async(rollups.roll_up_marked)(self.clock())
+            rolled, dropped = await database_sync_to_async(rollups.roll_up_marked)(self.clock(), rollups.MARKS_PER_PASS)
             self.counts["minutes_rolled_up"] += rolled
             if dropped:
                 self.counts["marks_dropped"] += dropped
@@ -60,7 +60,9 @@ class Upkeep:
         deleted = Counter()
         for resolution, device_id, key, before in await database_sync_to_async(retention.expired_series)(self.clock()):
             while True:
-                count = await database_sync_to_async(retention.delete_expired)(resolution, device_id, key, before)
+                count = await database_sync_to_async(retention.delete_expired)(
+                    resolution, device_id, key, before, retention.DELETE_BATCH
+                )
                 deleted[resolution] += count
                 if count < retention.DELETE_BATCH:
                     break

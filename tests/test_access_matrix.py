@@ -69,6 +69,7 @@ API = {
     ("GET", "/api/commands/{command_id}/"): (expect(200, 200, 404, 200, 401), None, None),
     ("POST", "/api/devices/{device_id}/credentials"): (expect(201, 403, 404, 201, 401), None, None),
     ("DELETE", "/api/devices/{device_id}/credentials"): (expect(204, 403, 404, 204, 401), None, None),
+    ("PATCH", "/api/devices/{device_id}/retention"): (expect(200, 403, 404, 200, 401), {"raw_days": 7}, None),
 }
 
 # Pages: (method, route in the URL resolver) -> the status each role gets.
