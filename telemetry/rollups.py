@@ -74,13 +74,14 @@ def marked_count():
 
 def mark_all_readings(after_id, chunk):
     """Marks the minutes of the next `chunk` stored readings with an id above `after_id`, for the
-    rollup job to compute (the rollupbackfill command); returns the last id marked, or None."""
+    rollup job to compute (the rollupbackfill command); returns (the last id marked, how many
+    readings), or (None, 0) when none is left."""
     rows = list(Reading.objects.filter(pk__gt=after_id).order_by("pk").values_list("pk", "device_id", "key", "ts", "kind")[:chunk])
     if not rows:
-        return None
+        return None, 0
     with transaction.atomic():
         mark_touched([row[1:] for row in rows])
-    return rows[-1][0]
+    return rows[-1][0], len(rows)
 
 
 def _only_job():

@@ -1,11 +1,13 @@
 """Stored rollups and retention (telemetry.rollups, telemetry.retention, telemetry.upkeep): the
 rollups give what the raw rows give, duplicates and late readings included; retention deletes
 exactly what has expired at each resolution; the history API answers across the boundary."""
+import io
 import random
 import time
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.core.management import call_command
 from django.utils import timezone
 
 from bridge.protocol import Sample
@@ -236,3 +238,15 @@ def test_a_device_owner_sets_its_retention_and_a_watcher_may_not(client, sensor,
     assert (sensor.retain_raw_days, sensor.retain_minute_days, sensor.retain_hour_days) == (None, None, 0)
     client.force_login(make_user("stranger"))
     assert client.patch(path, {"raw_days": 1}, content_type="application/json").status_code == 404
+
+
+def test_the_backfill_command_rolls_up_readings_stored_before_rollups(sensor):
+    samples = readings_over(T0, 2, seed=5)
+    store(sensor.pk, *samples)
+    RollupMark.objects.all().delete()  # as if stored before rollups existed
+    out = io.StringIO()
+    call_command("rollupbackfill", "--chunk", "100", stdout=out)
+    assert f"{len(samples) * 2} of {len(samples) * 2} readings" in out.getvalue()
+    roll_up_everything()
+    raw, rolled = both(sensor, ["temp", "door"], T0, T0 + 2 * HOUR, 3600)
+    assert rolled == raw and raw[0][1]
