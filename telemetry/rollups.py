@@ -32,10 +32,40 @@ JOB_LOCK = 0x7E1E_4B0B
 ROLLUP_COLUMNS = ("device_id", "key", "start", "min", "max", "sum", "count", "first", "last")
 
 
-def mark_touched(rows):
-    """Marks the minutes of stored rows (device, key, ts, kind, ...) for the rollup job. A minute
+class RecentMarks:
+    """The marks this process's committed flushes wrote for minutes that have not ended yet. A
+    flush need not write those again: the rollup job leaves a minute's mark alone until SETTLE_MS
+    after the minute ends, so clocks of the bridges' hosts must agree within SETTLE_MS. Forgotten
+    as their minute ends, so this holds about a minute of active keys."""
+
+    def __init__(self):
+        self.minute = None
+        self.marked = set()
+
+    def unwritten(self, marks, now_ms):
+        current = now_ms - now_ms % MINUTE_MS
+        if current != self.minute:
+            self.minute = current
+            self.marked = {mark for mark in self.marked if mark[2] >= current}
+        return [mark for mark in marks if mark not in self.marked]
+
+    def written(self, marks):
+        self.marked.update(mark for mark in marks if self.minute is not None and mark[2] >= self.minute)
+
+
+recent_marks = RecentMarks()
+
+
+def mark_touched(rows, now_ms=None):
+    """Marks the minutes of stored rows (device, key, ts, kind, ...) for the rollup job. Given the
+    time, skips those this process marked already in the current minute (RecentMarks). A minute
     marked already gets a new generation, so a job computing it meanwhile keeps the mark."""
-    marks = sorted({(device, key, ts - ts % MINUTE_MS) for device, key, ts, kind, *_ in rows if kind in ROLLED_KINDS})
+    touched = {(device, key, ts - ts % MINUTE_MS) for device, key, ts, kind, *_ in rows if kind in ROLLED_KINDS}
+    if now_ms is None:
+        marks = sorted(touched)
+    else:
+        marks = sorted(recent_marks.unwritten(touched, now_ms))
+        transaction.on_commit(lambda: recent_marks.written(marks))
     quote = connection.ops.quote_name
     table = quote(RollupMark._meta.db_table)
     device, key, minute, generation = map(quote, ("device_id", "key", "minute", "generation"))

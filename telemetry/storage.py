@@ -28,7 +28,7 @@ def store_samples(samples_by_device, received_at):
                         newest[(device_id, key)] = row
         _insert_readings(rows)
         _upsert_latest(newest.values())
-        rollups.mark_touched(rows)
+        rollups.mark_touched(rows, int(received_at.timestamp() * 1000))
     return seqs
 
 

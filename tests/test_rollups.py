@@ -250,3 +250,22 @@ def test_the_backfill_command_rolls_up_readings_stored_before_rollups(sensor):
     roll_up_everything()
     raw, rolled = both(sensor, ["temp", "door"], T0, T0 + 2 * HOUR, 3600)
     assert rolled == raw and raw[0][1]
+
+
+def test_a_minute_still_running_is_marked_once_by_a_bridge_and_rolled_up_whole(sensor):
+    rollups.recent_marks.__init__()  # as in a bridge that has just started
+    now = int(time.time() * 1000)
+    minute = now - now % MINUTE
+    received = timezone.now()
+    store_samples({sensor.pk: [Sample(minute, {"temp": 1.0})]}, received)
+    RollupMark.objects.update(generation=7)
+    store_samples({sensor.pk: [Sample(minute + 1, {"temp": 3.0})]}, received)
+    assert RollupMark.objects.get().generation == 7  # not written again
+    roll_up_everything(minute + MINUTE + rollups.SETTLE_MS)
+    rolled = MinuteRollup.objects.get()
+    assert (rolled.count, rolled.sum) == (2, 4.0)
+    # Once its minute has ended, a late reading for it marks it again.
+    later = timezone.datetime.fromtimestamp((minute + MINUTE + 1) / 1000, timezone.get_current_timezone())
+    store_samples({sensor.pk: [Sample(minute + 2, {"temp": 5.0})]}, later)
+    roll_up_everything(minute + MINUTE + rollups.SETTLE_MS)
+    assert MinuteRollup.objects.get().count == 3
