@@ -253,7 +253,6 @@ def test_the_backfill_command_rolls_up_readings_stored_before_rollups(sensor):
 
 
 def test_a_minute_still_running_is_marked_once_by_a_bridge_and_rolled_up_whole(sensor):
-    rollups.recent_marks.__init__()  # as in a bridge that has just started
     now = int(time.time() * 1000)
     minute = now - now % MINUTE
     received = timezone.now()
