@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 from bridge.db_errors import PERMANENT_DB_ERRORS
 from devices.metrics import COMMANDS
 from hub.metrics import TaskCrashes
+from telemetry.retention import RESOLUTIONS
 
 logger = logging.getLogger("bridge")
 
@@ -110,7 +111,7 @@ def upkeep_metrics(upkeep):
                             value=upkeep.marked)
     expired = CounterMetricFamily("telehub_retention_deleted", "Rows deleted by retention, by resolution.",
                                   labels=["resolution"])
-    for resolution in ("raw", "minute", "hour"):
+    for resolution in RESOLUTIONS:
         expired.add_metric([resolution], counts.get(f"expired_{resolution}", 0))
     yield expired
     for name, at in (("rollup", upkeep.rolled_at), ("retention", upkeep.retained_at)):

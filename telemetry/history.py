@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from django.db.models import Avg, Count, F, Max, Min, Sum
 from django.db.models.functions import Mod
 
+from telemetry import retention
 from telemetry.models import HourRollup, MinuteRollup, Reading, ValueKind, column_value
-from telemetry.rollups import HOUR_MS, MINUTE_MS
 
 RAW_COLUMNS = ("ts", "value")
 BUCKET_COLUMNS = ("ts", "min", "mean", "max", "count")
@@ -54,7 +54,7 @@ def resolution_for(bucket_seconds):
 
 def whole_units(start, end, resolution):
     """The range widened to whole minutes or hours for rollups: a rollup row is in or out whole."""
-    unit = {"raw": 1, "minute": MINUTE_MS, "hour": HOUR_MS}[resolution]
+    unit = retention.TABLES[resolution][2]
     return start - start % unit, -(-end // unit) * unit
 
 

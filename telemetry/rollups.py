@@ -15,9 +15,7 @@ from django.db import connection, transaction
 from telemetry import retention
 from telemetry.bulk import insert_rows
 from telemetry.models import HourRollup, MinuteRollup, Reading, RollupMark, ValueKind
-
-MINUTE_MS = 60_000
-HOUR_MS = 3_600_000
+from telemetry.retention import HOUR_MS, MINUTE_MS
 ROLLED_KINDS = (ValueKind.NUMBER, ValueKind.BOOLEAN)
 MARKS_PER_PASS = 500
 # A minute is rolled up once it has ended this long ago, not while readings still arrive in it
