@@ -92,7 +92,11 @@ def readings(
         raise HttpError(400, str(exc))
     columns = history.RAW_COLUMNS if bucket is None else history.BUCKET_COLUMNS
     if format == "csv":
-        return csv_response(device.pk, columns, series)
+        response = csv_response(device.pk, columns, series)
+        response["X-Resolution"] = resolution
+        if expired_before is not None:
+            response["X-Expired-Before"] = str(expired_before)
+        return response
     return {
         "device": device.pk, "from": start, "to": end, "bucket": bucket, "resolution": resolution,
         "expired_before": expired_before, "columns": list(columns),

@@ -206,6 +206,8 @@ def test_the_api_answers_from_rollups_where_raw_rows_expired_and_says_so(setting
     assert raw["resolution"] == "raw" and abs(raw["expired_before"] - cutoff) < 60_000
     assert raw["series"]["temp"]["points"] == [[recent, 6.0]]
     gone = ask(old, old + HOUR)
+    as_csv = client.get(f"/api/devices/sensor-1/readings?keys=temp&from={old}&to={old + HOUR}&format=csv")
+    assert abs(int(as_csv["X-Expired-Before"]) - gone["expired_before"]) < 60_000 and as_csv["X-Resolution"] == "raw"
     assert gone["expired_before"] is not None and gone["series"]["temp"]["points"] == []
     assert ask(recent, now)["expired_before"] is None
     hourly = ask(old, now, 3600)
