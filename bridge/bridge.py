@@ -32,6 +32,7 @@ from devices.presence import record_status
 from hub.tasks import crashes, start_supervised
 from telemetry import events
 from telemetry.storage import store_samples
+from telemetry.upkeep import Upkeep
 
 logger = logging.getLogger("bridge")
 
@@ -135,6 +136,7 @@ class Bridge:
         self._live_task = None
         self._background = set()
         self.live = LiveSender(channel_layer, events.LIVE_GROUP, self.counts)
+        self.upkeep = Upkeep()
         self._store_failures = 0  # flushes failed in a row
         self._swept_at = time.monotonic()  # when the command sweep last completed a pass
         self._stall = None  # why the heartbeat is not touched, while it is not
@@ -197,6 +199,8 @@ class Bridge:
             start_supervised("command_sweep", self._sweep_commands_forever),
             start_supervised("stats_reporter", self._report_forever),
             start_supervised("alarm_notifier", Notifier.from_settings().run),
+            start_supervised("rollups", self.upkeep.roll_up_forever),
+            start_supervised("retention", self.upkeep.retain_forever),
         ]
         self._live_task = start_supervised("live_sender", self.live.run, finished=lambda: self.live.closing)
         if self.heartbeat_path:

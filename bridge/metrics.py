@@ -5,6 +5,7 @@ counts nothing twice. The scrape runs on the HTTP server's thread, beside the ev
 only reads, and copies each dict in one step. docs/operations.md lists every metric.
 """
 import logging
+import time
 
 from django.conf import settings
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
@@ -18,6 +19,7 @@ from alarms.metrics import NOTIFICATIONS
 from bridge.db_errors import PERMANENT_DB_ERRORS
 from devices.metrics import COMMANDS
 from hub.metrics import TaskCrashes
+from telemetry.retention import RESOLUTIONS
 
 logger = logging.getLogger("bridge")
 
@@ -97,6 +99,26 @@ class BridgeCollector(Collector):
                                   value=counts.get("paused", 0))
         yield GaugeMetricFamily("telehub_bridge_broker_connected", "1 while connected to the broker.",
                                 value=int(mqtt is not None and mqtt.connected.is_set()))
+        yield from upkeep_metrics(bridge.upkeep)
+
+
+def upkeep_metrics(upkeep):
+    """The rollup job's and retention's progress (telemetry.upkeep)."""
+    counts = dict(upkeep.counts)
+    yield CounterMetricFamily("telehub_rollup_minutes", "Marked minutes the rollup job recomputed, with their hours.",
+                              value=counts.get("minutes_rolled_up", 0))
+    yield CounterMetricFamily("telehub_rollup_marks_dropped", "Marked minutes not rolled up: older than their "
+                              "device's raw retention.", value=counts.get("marks_dropped", 0))
+    yield GaugeMetricFamily("telehub_rollup_marked", "Minutes waiting for the rollup job after its last pass.",
+                            value=upkeep.marked)
+    expired = CounterMetricFamily("telehub_retention_deleted", "Rows deleted by retention, by resolution.",
+                                  labels=["resolution"])
+    for resolution in RESOLUTIONS:
+        expired.add_metric([resolution], counts.get(f"expired_{resolution}", 0))
+    yield expired
+    for name, at in (("rollup", upkeep.rolled_at), ("retention", upkeep.retained_at)):
+        yield GaugeMetricFamily(f"telehub_{name}_last_pass_age_seconds", f"Seconds since the {name} job last "
+                                "completed a pass; -1 before the first.", value=-1 if at is None else time.monotonic() - at)
 
 
 def serve(bridge):

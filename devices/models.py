@@ -3,13 +3,23 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import Group
-from django.core.validators import RegexValidator
+from django.core.validators import MaxValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
 
 # A device id is also its MQTT topic segment and its username on the broker.
 DEVICE_ID_RE = r"[A-Za-z0-9_-]{1,64}"
 COMMAND_NAME_RE = r"[A-Za-z0-9_.-]{1,64}"
+
+
+MAX_RETAIN_DAYS = 36500
+
+
+def retention_days_field(what, setting):
+    return models.PositiveIntegerField(
+        null=True, blank=True, validators=[MaxValueValidator(MAX_RETAIN_DAYS)],
+        help_text=f"Days to keep its {what}; 0: forever; empty: the hub's {setting}.",
+    )
 
 
 class Device(models.Model):
@@ -32,6 +42,10 @@ class Device(models.Model):
     )
     credentials_changed = models.DateTimeField(null=True, blank=True, editable=False, db_index=True)
     created = models.DateTimeField(auto_now_add=True)
+    # Retention (telemetry.retention): days each resolution is kept; empty: the hub's setting.
+    retain_raw_days = retention_days_field("raw readings", "HUB_RETAIN_RAW_DAYS")
+    retain_minute_days = retention_days_field("1-minute rollups", "HUB_RETAIN_MINUTE_DAYS")
+    retain_hour_days = retention_days_field("1-hour rollups", "HUB_RETAIN_HOUR_DAYS")
 
     class Meta:
         ordering = ["id"]

@@ -353,3 +353,8 @@ NOTIFY_KEEP_DAYS = env_int("HUB_NOTIFY_KEEP_DAYS", 30, minimum=1)
 # Webhooks to loopback, private, link-local and other non-public addresses: refused unless true
 # (a hub whose receivers sit on its own network).
 WEBHOOK_ALLOW_PRIVATE = env_bool("HUB_WEBHOOK_ALLOW_PRIVATE", False)
+
+# Days each resolution of history is kept (0: forever); a device may override each (telemetry.retention).
+RETAIN_RAW_DAYS = env_int("HUB_RETAIN_RAW_DAYS", 30, minimum=0)
+RETAIN_MINUTE_DAYS = env_int("HUB_RETAIN_MINUTE_DAYS", 400, minimum=0)
+RETAIN_HOUR_DAYS = env_int("HUB_RETAIN_HOUR_DAYS", 0, minimum=0)

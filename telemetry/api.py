@@ -21,7 +21,7 @@ from ninja.errors import HttpError
 from devices import access
 from devices.commands import IDEMPOTENCY_KEY_RE, KeyReused, create_command, create_command_once
 from devices.models import Command
-from telemetry import history
+from telemetry import history, retention
 from telemetry.announce import announce_command
 from telemetry.events import command_frame, snapshot_frame
 from telemetry.schemas import CommandIn, CommandOut, DeviceOut, ReadingsOut
@@ -65,28 +65,44 @@ def readings(
     key_names: str = Query(None, alias="keys", description="Comma-separated keys; all of the device's keys if left out."),
     start: int = Query(None, alias="from", description="Epoch milliseconds, inclusive; 15 minutes before `to` by default."),
     end: int = Query(None, alias="to", description="Epoch milliseconds, exclusive; now by default."),
-    bucket: int = Query(None, ge=1, description="Seconds per bucket: min, mean and max per bucket instead of raw points."),
+    bucket: int = Query(
+        None, ge=1, description="Seconds per bucket: min, mean and max per bucket instead of raw points. Whole "
+        "hours are answered from the 1-hour rollups, whole minutes from the 1-minute ones, other widths from raw rows.",
+    ),
     format: str = Query("json", pattern="^(json|csv)$", description="json, or csv to download."),
 ):
     device = visible_device(request, device_id)
-    end = int(time.time() * 1000) + 1 if end is None else end
+    now = int(time.time() * 1000)
+    end = now + 1 if end is None else end
     start = end - DEFAULT_SPAN_MS if start is None else start
     if start >= end:
         raise HttpError(400, "from must be before to")
     key_list = parse_keys(key_names) if key_names else history.device_keys(device)
+    resolution = history.resolution_for(bucket)
+    start, end = history.whole_units(start, end, resolution)
+    expired_before = getattr(retention.device_cutoffs(device, now), resolution)
+    if expired_before is None or expired_before <= start:
+        expired_before = None
+    kept_from = start if expired_before is None else min(expired_before, end)
     limit = settings.API_MAX_POINTS
     try:
         if bucket is None:
-            series = history.raw_series(device, key_list, start, end, limit)
+            series = history.raw_series(device, key_list, kept_from, end, limit)
         else:
-            series = history.bucketed_series(device, key_list, start, end, bucket, limit)
+            history.check_bucket_count(start, end, bucket, limit)
+            series = history.bucketed_series(device, key_list, kept_from, end, bucket, resolution)
     except history.RangeError as exc:
         raise HttpError(400, str(exc))
     columns = history.RAW_COLUMNS if bucket is None else history.BUCKET_COLUMNS
     if format == "csv":
-        return csv_response(device.pk, columns, series)
+        response = csv_response(device.pk, columns, series)
+        response["X-Resolution"] = resolution
+        if expired_before is not None:
+            response["X-Expired-Before"] = str(expired_before)
+        return response
     return {
-        "device": device.pk, "from": start, "to": end, "bucket": bucket, "columns": list(columns),
+        "device": device.pk, "from": start, "to": end, "bucket": bucket, "resolution": resolution,
+        "expired_before": expired_before, "columns": list(columns),
         "series": {item.key: {"points": item.points, "truncated": item.truncated} for item in series},
     }
 

@@ -65,3 +65,51 @@ class LatestValue(KeyedValue):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["device", "key"], name="latest_device_key")]
+
+
+class RollupMark(models.Model):
+    """A minute of one device's key whose readings changed since its rollup was computed.
+
+    Written by the flush in the transaction that stores the readings; telemetry.rollups
+    recomputes the minute from the raw rows and removes the mark, unless `generation` moved on
+    meanwhile (another flush touched the minute again), so no change is ever missed."""
+
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="+", db_index=False)
+    key = models.CharField(max_length=64)
+    minute = models.BigIntegerField(help_text="Epoch milliseconds of the minute's start.")
+    generation = models.BigIntegerField(default=1)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["device", "key", "minute"], name="rollup_mark_device_key_minute")]
+        indexes = [models.Index(fields=["minute"], name="rollup_mark_minute")]
+
+
+class Rollup(models.Model):
+    """Min, max, sum, count, first and last (by reading time) of one key's numeric and boolean
+    readings over one interval starting at `start`: the mean is sum / count."""
+
+    key = models.CharField(max_length=64)
+    start = models.BigIntegerField(help_text="Epoch milliseconds of the interval's start.")
+    min = models.FloatField()
+    max = models.FloatField()
+    sum = models.FloatField()
+    count = models.BigIntegerField()
+    first = models.FloatField()
+    last = models.FloatField()
+
+    class Meta:
+        abstract = True
+
+
+class MinuteRollup(Rollup):
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="+", db_index=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["device", "key", "start"], name="minute_rollup_device_key_start")]
+
+
+class HourRollup(Rollup):
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="+", db_index=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["device", "key", "start"], name="hour_rollup_device_key_start")]

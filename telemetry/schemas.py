@@ -36,6 +36,13 @@ class ReadingsOut(Schema):
     start: int = Field(alias="from", description="Epoch milliseconds, inclusive.")
     end: int = Field(alias="to", description="Epoch milliseconds, exclusive.")
     bucket: int | None = Field(description="Seconds per bucket, or null for raw points.")
+    resolution: str = Field(
+        description="What answered: raw readings, or minute or hour rollups (then from and to are widened to whole minutes or hours)."
+    )
+    expired_before: int | None = Field(
+        description="Epoch milliseconds: this resolution's rows before it are gone (the device's retention), so the "
+        "points start there; null when the whole range is kept."
+    )
     columns: list[str]
     series: dict[str, SeriesOut]
 

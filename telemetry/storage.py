@@ -2,6 +2,8 @@
 from django.db import connection, transaction
 
 from devices.models import Device
+from telemetry import rollups
+from telemetry.bulk import insert_rows
 from telemetry.models import LatestValue, Reading, value_columns
 
 
@@ -26,16 +28,14 @@ def store_samples(samples_by_device, received_at):
                         newest[(device_id, key)] = row
         _insert_readings(rows)
         _upsert_latest(newest.values())
+        rollups.mark_touched(rows, int(received_at.timestamp() * 1000))
     return seqs
 
 
 # Plain SQL rather than bulk_create: building a model instance per value cost the bridge
 # more than the database did (bench/, docs/performance.md).
 COLUMNS = ("device_id", "key", "ts", "kind", "num", "text")
-# On PostgreSQL the rows go as one array per column, unnested by the server: one statement per
-# flush instead of one per row (python -m bench.store_cost: 1,000-1,900 readings/s stored from
-# one connection with a statement per row, 2,700-5,600 with arrays). SQLite runs its prepared
-# statement per row in-process, faster there than one statement of many VALUES rows.
+# Their types on PostgreSQL, for telemetry.bulk.insert_rows.
 POSTGRES_TYPES = ("text", "text", "bigint", "text", "double precision", "text")
 
 
@@ -59,7 +59,7 @@ def _advance_devices(ids, received_at):
 def _insert_readings(rows):
     """Inserts readings, skipping those stored already (same device, key and ts)."""
     table, columns = _insert_parts(Reading)
-    _insert_rows(f"INSERT INTO {table} ({columns}) {{rows}} ON CONFLICT DO NOTHING", rows)
+    insert_rows(f"INSERT INTO {table} ({columns}) {{rows}} ON CONFLICT DO NOTHING", rows, POSTGRES_TYPES)
 
 
 def _upsert_latest(rows):
@@ -71,19 +71,7 @@ def _upsert_latest(rows):
         f"ON CONFLICT ({device}, {key}) DO UPDATE SET {ts} = excluded.{ts}, {kind} = excluded.{kind}, "
         f"{num} = excluded.{num}, {text} = excluded.{text} WHERE excluded.{ts} > {table}.{ts}"
     )
-    _insert_rows(sql, list(rows))
-
-
-def _insert_rows(sql, rows):
-    """Runs an INSERT whose `{rows}` stands for the rows of COLUMNS to insert."""
-    if not rows:
-        return
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            arrays = ", ".join(f"%s::{kind}[]" for kind in POSTGRES_TYPES)
-            cursor.execute(sql.format(rows=f"SELECT * FROM unnest({arrays})"), [list(column) for column in zip(*rows)])
-        else:
-            cursor.executemany(sql.format(rows=f"VALUES ({', '.join(['%s'] * len(COLUMNS))})"), rows)
+    insert_rows(sql, list(rows), POSTGRES_TYPES)
 
 
 def _insert_parts(model):

@@ -29,6 +29,15 @@ def fresh_channel_layer():
     channel_layers.backends.clear()
 
 
+@pytest.fixture(autouse=True)
+def fresh_recent_marks(monkeypatch):
+    """Forgets the rollup marks earlier tests' flushes wrote (telemetry.rollups.RecentMarks): the
+    database they were written to is emptied between tests, and a bridge's never is."""
+    from telemetry import rollups
+
+    monkeypatch.setattr(rollups, "recent_marks", rollups.RecentMarks())
+
+
 @pytest.fixture
 def make_user(transactional_db):
     def make(username, password=PASSWORD, **fields):

@@ -4,3 +4,7 @@ that tests start inherit it; tests that want a bare environment remove the HUB_*
 import os
 
 os.environ.setdefault("HUB_SECRET_KEY", "test-secret-key-not-for-production")
+# Many tests store readings at fixed times long past: the retention the hub's processes run
+# (telemetry.retention) would delete them under the test. Tests of retention set their own.
+for resolution in ("RAW", "MINUTE", "HOUR"):
+    os.environ.setdefault(f"HUB_RETAIN_{resolution}_DAYS", "0")

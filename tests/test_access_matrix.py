@@ -116,6 +116,7 @@ API = {
     ("GET", "/api/alarms/{alarm_id}/"): (expect(200, 200, 404, 200, 401), None, None),
     ("POST", "/api/alarms/{alarm_id}/acknowledge"): (expect(200, 200, 404, 200, 401), {"comment": "seen"}, unacknowledged),
     ("POST", "/api/alarms/{alarm_id}/clear"): (expect(200, 403, 404, 200, 401), None, active_again),
+    ("PATCH", "/api/devices/{device_id}/retention"): (expect(200, 403, 404, 200, 401), {"raw_days": 7}, None),
 }
 
 # Pages: (method, route in the URL resolver) -> the status each role gets.

@@ -15,6 +15,7 @@ from bridge.protocol import Sample
 from devices.models import Command
 from telemetry.events import BRIDGE_COMMANDS_CHANNEL
 from telemetry.storage import store_samples
+from tests.rollup_helpers import roll_up_everything
 
 T0 = 1_764_000_000_000  # a round epoch-millisecond time, a multiple of 10 s
 
@@ -46,7 +47,9 @@ def client_for(client, user):
 
 
 def store(device, *samples):
+    """Stores readings, and rolls them up as the bridge's rollup job would."""
     store_samples({device.pk: [Sample(ts, values) for ts, values in samples]}, timezone.now())
+    roll_up_everything()
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """Prometheus metrics from every process, scraped over real sockets from a real bridge and a
 real daphne while a device publishes, a dashboard watches and a command goes round; who may
 scrape a web process; and the bridge's log as JSON lines."""
+import time
 import urllib.error
 import urllib.request
 
@@ -12,6 +13,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from hub import tasks
+from telemetry.models import HourRollup, MinuteRollup
 from telemetry.outbox import Outbox
 from tests.conftest import PASSWORD, running_hub
 from tests.live import TIMEOUT, Device, wait_until
@@ -91,6 +93,25 @@ def test_the_bridge_counts_what_it_receives_stores_and_rejects(hub, device):
     assert ("process_resident_memory_bytes", ()) in after
     # The bridge's registry is its own: no web process's metrics in it.
     assert not any(name.startswith("telehub_ws_") for name, _ in after)
+    sensor.go_offline()
+
+
+def test_the_bridge_rolls_up_readings_as_they_arrive_twice_or_late_and_counts_its_passes(hub, device):
+    url = bridge_metrics_url(hub)
+    before = value(scrape(url), "telehub_rollup_minutes_total")
+    sensor = Device(hub.mqtt_url, device.id, device.mqtt_password).connect()
+    minute = (int(time.time() * 1000) - 120_000) // 60_000 * 60_000  # ended: rolled up at once
+    for ts, temp in ((minute + 1000, 2.0), (minute + 1000, 2.0), (minute + 2000, 6.0)):  # one sent twice
+        sensor.send_reading({"temp": temp}, ts=ts)
+    rolled = wait_until(lambda: MinuteRollup.objects.filter(device_id=device.id, key="temp", count=2).first(),
+                        message="the minute rolled up")
+    assert (rolled.min, rolled.max, rolled.sum, rolled.first, rolled.last) == (2.0, 6.0, 8.0, 2.0, 6.0)
+    sensor.send_reading({"temp": 1.0}, ts=minute + 500)  # late
+    wait_until(lambda: HourRollup.objects.filter(device_id=device.id, key="temp", count=3, first=1.0).exists(),
+               message="the late reading rolled up")
+    after = grows(url, "telehub_rollup_minutes_total", before + 1)
+    assert value(after, "telehub_rollup_last_pass_age_seconds") >= 0
+    assert ("telehub_retention_deleted_total", (("resolution", "raw"),)) in after
     sensor.go_offline()
 
 

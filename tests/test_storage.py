@@ -187,10 +187,11 @@ def statements_for(samples_by_device):
 
 def test_a_flush_takes_the_same_number_of_statements_whatever_its_size(devices):
     small = statements_for({"d1": [Sample(T0, {"temp": 1})]})
+    # In the next minute: the first flush marked T0's minute for the rollup job, the second need not again.
     large = statements_for({
-        device_id: [Sample(T0 + 1000 + i, {"temp": i, "hum": i, "on": True, "mode": "auto"}) for i in range(200)]
+        device_id: [Sample(T0 + 60_000 + i, {"temp": i, "hum": i, "on": True, "mode": "auto"}) for i in range(200)]
         for device_id in ("d1", "d2")
     })
-    assert small >= 3  # count the devices' frames, insert readings, upsert latest values
+    assert small >= 4  # count the devices' frames, insert readings, upsert latest values, mark minutes
     assert small == large
     assert Reading.objects.count() == 1 + 2 * 200 * 4

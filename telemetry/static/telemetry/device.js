@@ -59,13 +59,20 @@ async function readings(from, to, bucket) {
   return api(`${apiPath}/readings?from=${Math.floor(from)}&to=${Math.ceil(to)}${bucket ? `&bucket=${bucket}` : ""}`);
 }
 
+// A bucket of a minute or more rounded up to whole minutes, of an hour or more to whole hours:
+// the hub answers those from its stored rollups, fast over any range (docs/protocol.md).
+function storedBucket(seconds) {
+  const unit = seconds >= 3600 ? 3600 : seconds >= 60 ? 60 : 1;
+  return Math.ceil(seconds / unit) * unit;
+}
+
 // (Re)loads the charts' history for the range shown; raw points for an hour or less, else buckets.
 async function loadHistory() {
   const load = ++view.loads;
   view.loading = new Map();
   const { from, to } = currentRange();
   const seconds = (to - from) / 1000;
-  const bucketFor = Math.max(1, Math.ceil(seconds / TARGET_BUCKETS));
+  const bucketFor = storedBucket(Math.max(1, Math.ceil(seconds / TARGET_BUCKETS)));
   let bucket = seconds > BUCKETED_ABOVE_SECONDS ? bucketFor : null;
   try {
     let data = await readings(from, to, bucket);

@@ -1,0 +1,96 @@
+"""How long each resolution of a device's history is kept, and deleting what has expired.
+
+Each resolution (raw readings, 1-minute and 1-hour rollups) is kept for the device's own
+number of days if it has one (Device.retain_*_days), else the hub's HUB_RETAIN_*_DAYS; 0 keeps
+it forever. Expired rows go in small batches, one key of one device at a time, so a pass never
+holds the database for long (telemetry.upkeep runs it in the bridge). A partitioned layout can
+reimplement expired_series() and delete_expired() by dropping whole partitions.
+"""
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from devices.models import Device
+from telemetry.models import HourRollup, LatestValue, MinuteRollup, Reading, RollupMark
+
+DAY_MS = 86_400_000
+MINUTE_MS = 60_000
+HOUR_MS = 3_600_000
+DELETE_BATCH = 1000
+RESOLUTIONS = ("raw", "minute", "hour")
+# Each resolution's table, its time column, and the unit its cutoff is rounded down to, so
+# that a rollup row is either wholly before the cutoff or wholly after it.
+TABLES = {"raw": (Reading, "ts", 1), "minute": (MinuteRollup, "start", MINUTE_MS), "hour": (HourRollup, "start", HOUR_MS)}
+DEVICE_FIELDS = ("retain_raw_days", "retain_minute_days", "retain_hour_days")
+
+
+@dataclass(frozen=True)
+class Cutoffs:
+    """Per resolution, the epoch milliseconds before which its rows have expired; None: kept forever."""
+
+    raw: int | None
+    minute: int | None
+    hour: int | None
+
+    def rollable(self, minute):
+        """Whether a minute can be rolled up: its raw rows, and the minute rows of its hour, are all kept."""
+        raw_kept = self.raw is None or minute >= self.raw
+        return raw_kept and (self.minute is None or minute - minute % HOUR_MS >= self.minute)
+
+
+def hub_days():
+    return settings.RETAIN_RAW_DAYS, settings.RETAIN_MINUTE_DAYS, settings.RETAIN_HOUR_DAYS
+
+
+def effective_days(overrides):
+    """The days each resolution is kept, from a device's overrides (None: the hub's setting)."""
+    return tuple(hub if own is None else own for own, hub in zip(overrides, hub_days()))
+
+
+def cutoffs(days, now_ms):
+    """The Cutoffs of (raw, minute, hour) days of retention at `now_ms`."""
+    found = []
+    for resolution, kept in zip(RESOLUTIONS, days):
+        unit = TABLES[resolution][2]
+        before = now_ms - kept * DAY_MS
+        found.append(before - before % unit if kept else None)
+    return Cutoffs(*found)
+
+
+def device_cutoffs(device, now_ms):
+    return cutoffs(effective_days([getattr(device, field) for field in DEVICE_FIELDS]), now_ms)
+
+
+def cutoffs_by_device(device_ids, now_ms):
+    """{device id: Cutoffs} for the devices given, in one query."""
+    rows = Device.objects.filter(pk__in=device_ids).values_list("pk", *DEVICE_FIELDS)
+    return {device_id: cutoffs(effective_days(overrides), now_ms) for device_id, *overrides in rows}
+
+
+def expired_series(now_ms):
+    """(resolution, device id, key, cutoff) for every key of every device whose rows of a
+    resolution expire at `now_ms`. Raw rows stay from the oldest minute the rollup job has
+    still to compute, so that no minute is rolled up after its readings are gone."""
+    oldest_marked = RollupMark.objects.order_by("minute").values_list("minute", flat=True).first()
+    keys = {}
+    for device_id, key in LatestValue.objects.order_by("device_id", "key").values_list("device_id", "key"):
+        keys.setdefault(device_id, []).append(key)
+    found = []
+    for device_id, *overrides in Device.objects.filter(pk__in=keys).order_by("pk").values_list("pk", *DEVICE_FIELDS):
+        limits = cutoffs(effective_days(overrides), now_ms)
+        for resolution in RESOLUTIONS:
+            before = getattr(limits, resolution)
+            if resolution == "raw" and before is not None and oldest_marked is not None:
+                before = min(before, oldest_marked)
+            if before is not None:
+                found.extend((resolution, device_id, key, before) for key in keys[device_id])
+    return found
+
+
+def delete_expired(resolution, device_id, key, before, limit):
+    """Deletes up to `limit` rows of one key of a device older than `before`; returns how many."""
+    model, column, _ = TABLES[resolution]
+    ids = list(model.objects.filter(device_id=device_id, key=key, **{f"{column}__lt": before}).values_list("pk", flat=True)[:limit])
+    if ids:
+        model.objects.filter(pk__in=ids).delete()
+    return len(ids)

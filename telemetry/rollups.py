@@ -1,0 +1,208 @@
+"""Stored rollups: 1-minute and 1-hour min, max, sum, count, first and last of each device's
+numeric and boolean keys, kept by recomputing, never by adding up.
+
+A flush marks the minutes it touched (mark_touched, in the flush's transaction); the bridge's
+rollup job (telemetry.upkeep) then recomputes each marked minute from its raw rows and each
+hour around it from its minute rows (roll_up_marked). Recomputing makes it idempotent: a
+redelivered reading, stored once, gives the same rollup however often its minute is marked,
+and a late reading only marks an old minute again. docs/storage.md explains the choice.
+"""
+from collections import defaultdict
+from itertools import groupby
+
+from django.db import connection, transaction
+
+from telemetry import retention
+from telemetry.bulk import insert_rows
+from telemetry.models import HourRollup, MinuteRollup, Reading, RollupMark, ValueKind
+from telemetry.retention import HOUR_MS, MINUTE_MS
+ROLLED_KINDS = (ValueKind.NUMBER, ValueKind.BOOLEAN)
+MARKS_PER_PASS = 500
+# A minute is rolled up once it has ended this long ago, not while readings still arrive in it
+# (flushes would mark it again and again), and again for each late reading.
+SETTLE_MS = 5_000
+# Marked buckets of one key this far apart are read in separate queries, so that one late
+# reading does not make the job read every row between it and the present.
+RUN_GAP_BUCKETS = 60
+# pg_try_advisory_xact_lock's key: one rollup job at a time across bridges (on SQLite the
+# IMMEDIATE transactions already serialise them).
+JOB_LOCK = 0x7E1E_4B0B
+ROLLUP_COLUMNS = ("device_id", "key", "start", "min", "max", "sum", "count", "first", "last")
+
+
+class RecentMarks:
+    """The marks this process's committed flushes wrote for minutes that have not ended yet. A
+    flush need not write those again: the rollup job leaves a minute's mark alone until SETTLE_MS
+    after the minute ends, so clocks of the bridges' hosts must agree within SETTLE_MS. Forgotten
+    as their minute ends, so this holds about a minute of active keys."""
+
+    def __init__(self):
+        self.minute = None
+        self.marked = set()
+
+    def unwritten(self, marks, now_ms):
+        current = now_ms - now_ms % MINUTE_MS
+        if current != self.minute:
+            self.minute = current
+            self.marked = {mark for mark in self.marked if mark[2] >= current}
+        return [mark for mark in marks if mark not in self.marked]
+
+    def written(self, marks):
+        self.marked.update(mark for mark in marks if self.minute is not None and mark[2] >= self.minute)
+
+
+recent_marks = RecentMarks()
+
+
+def mark_touched(rows, now_ms=None):
+    """Marks the minutes of stored rows (device, key, ts, kind, ...) for the rollup job. Given the
+    time, skips those this process marked already in the current minute (RecentMarks). A minute
+    marked already gets a new generation, so a job computing it meanwhile keeps the mark."""
+    touched = {(device, key, ts - ts % MINUTE_MS) for device, key, ts, kind, *_ in rows if kind in ROLLED_KINDS}
+    if now_ms is None:
+        marks = sorted(touched)
+    else:
+        marks = sorted(recent_marks.unwritten(touched, now_ms))
+        transaction.on_commit(lambda: recent_marks.written(marks))
+    quote = connection.ops.quote_name
+    table = quote(RollupMark._meta.db_table)
+    device, key, minute, generation = map(quote, ("device_id", "key", "minute", "generation"))
+    sql = (
+        f"INSERT INTO {table} ({device}, {key}, {minute}, {generation}) {{rows}} "
+        f"ON CONFLICT ({device}, {key}, {minute}) DO UPDATE SET {generation} = {table}.{generation} + 1"
+    )
+    insert_rows(sql, [(*mark, 1) for mark in marks], ("text", "text", "bigint", "bigint"))
+
+
+def roll_up_marked(now_ms, limit):
+    """Recomputes up to `limit` marked minutes that ended SETTLE_MS before `now_ms`, oldest first,
+    and their hours; returns (minutes recomputed, marks dropped). A mark older than its device's raw retention (a very late
+    reading) is dropped: its minute's other raw rows are gone, so recomputing would lose them.
+    Returns (0, 0) while another bridge's job runs."""
+    with transaction.atomic():
+        if not _only_job():
+            return 0, 0
+        settled = RollupMark.objects.filter(minute__lte=now_ms - MINUTE_MS - SETTLE_MS).order_by("minute")
+        marks = list(settled.values_list("device_id", "key", "minute", "generation")[:limit])
+        if not marks:
+            return 0, 0
+        limits = retention.cutoffs_by_device({device for device, *_ in marks}, now_ms)
+        minutes = {(device, key, minute) for device, key, minute, _ in marks if limits[device].rollable(minute)}
+        _recompute(MinuteRollup, minutes, MINUTE_MS, _raw_parts)
+        _recompute(HourRollup, {(device, key, minute - minute % HOUR_MS) for device, key, minute in minutes},
+                   HOUR_MS, _minute_parts)
+        _unmark(marks)
+    return len(minutes), len(marks) - len(minutes)
+
+
+def marked_count():
+    """Minutes waiting for the rollup job."""
+    return RollupMark.objects.count()
+
+
+def mark_all_readings(after_id, chunk):
+    """Marks the minutes of the next `chunk` stored readings with an id above `after_id`, for the
+    rollup job to compute (the rollupbackfill command); returns (the last id marked, how many
+    readings), or (None, 0) when none is left."""
+    rows = list(Reading.objects.filter(pk__gt=after_id).order_by("pk").values_list("pk", "device_id", "key", "ts", "kind")[:chunk])
+    if not rows:
+        return None, 0
+    with transaction.atomic():
+        mark_touched([row[1:] for row in rows])
+    return rows[-1][0], len(rows)
+
+
+def _only_job():
+    if connection.vendor != "postgresql":
+        return True
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [JOB_LOCK])
+        return cursor.fetchone()[0]
+
+
+def _recompute(model, buckets, width, read_parts):
+    """Sets each bucket (device, key, start) of `model` to the sum of its parts from
+    `read_parts`, or deletes it when it has none."""
+    computed = []
+    empty = []
+    by_series = defaultdict(list)
+    for device, key, start in buckets:
+        by_series[device, key].append(start)
+    for (device, key), starts in by_series.items():
+        starts.sort()
+        for run in _runs(starts, width):
+            wanted = set(run)
+            found = _combine(read_parts(device, key, run[0], run[-1] + width), width, wanted)
+            computed.extend((device, key, start, *found[start]) for start in sorted(found))
+            empty.extend((device, key, start) for start in sorted(wanted - set(found)))
+    _upsert(model, computed)
+    for (device, key), rows in groupby(empty, key=lambda row: row[:2]):
+        model.objects.filter(device_id=device, key=key, start__in=[row[2] for row in rows]).delete()
+
+
+def _runs(starts, width):
+    """Sorted starts split where two are more than RUN_GAP_BUCKETS apart."""
+    run = [starts[0]]
+    for start in starts[1:]:
+        if start - run[-1] > RUN_GAP_BUCKETS * width:
+            yield run
+            run = []
+        run.append(start)
+    yield run
+
+
+def _combine(parts, width, wanted):
+    """{bucket start: [min, max, sum, count, first, last]} of time-ordered parts (ts, min, max,
+    sum, count, first, last) that fall in the wanted buckets."""
+    found = {}
+    for ts, low, high, total, count, first, last in parts:
+        start = ts - ts % width
+        if start not in wanted:
+            continue
+        bucket = found.get(start)
+        if bucket is None:
+            found[start] = [low, high, total, count, first, last]
+        else:
+            bucket[0] = min(bucket[0], low)
+            bucket[1] = max(bucket[1], high)
+            bucket[2] += total
+            bucket[3] += count
+            bucket[5] = last
+    return found
+
+
+def _raw_parts(device, key, start, end):
+    rows = Reading.objects.filter(device_id=device, key=key, ts__gte=start, ts__lt=end, kind__in=ROLLED_KINDS)
+    return ((ts, num, num, num, 1, num, num) for ts, num in rows.order_by("ts").values_list("ts", "num"))
+
+
+def _minute_parts(device, key, start, end):
+    rows = MinuteRollup.objects.filter(device_id=device, key=key, start__gte=start, start__lt=end)
+    return rows.order_by("start").values_list("start", "min", "max", "sum", "count", "first", "last")
+
+
+def _upsert(model, rows):
+    if not rows:
+        return
+    quote = connection.ops.quote_name
+    table = quote(model._meta.db_table)
+    columns = [quote(name) for name in ROLLUP_COLUMNS]
+    updates = ", ".join(f"{column} = excluded.{column}" for column in columns[3:])
+    sql = (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "
+        f"ON CONFLICT ({', '.join(columns[:3])}) DO UPDATE SET {updates}"
+    )
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
+
+
+def _unmark(marks):
+    """Removes the marks taken, each unless a flush marked its minute again since."""
+    quote = connection.ops.quote_name
+    device, key, minute, generation = map(quote, ("device_id", "key", "minute", "generation"))
+    sql = (
+        f"DELETE FROM {quote(RollupMark._meta.db_table)} "
+        f"WHERE {device} = %s AND {key} = %s AND {minute} = %s AND {generation} = %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, marks)
