@@ -193,8 +193,10 @@ class LiveHub(HubClient):
         self.broker = broker
         self.workdir = workdir
         self.database = database
-        # Each hub its own bridge login: the broker keeps a persistent session per login.
+        # Each hub its own bridge login and id: the broker keeps a persistent session per login
+        # (the bridge's own account is `<login>.<bridge id>`), the database a lease per id.
         self.bridge_login = (unique_id("bridge.test"), uuid.uuid4().hex)
+        self.bridge_id = unique_id("test")
         self.port = free_port()
         super().__init__(f"http://127.0.0.1:{self.port}/")
         env = {
@@ -205,6 +207,7 @@ class LiveHub(HubClient):
             "HUB_REDIS_URL": redis_url,
             "HUB_MQTT_URL": broker.login_url(*self.bridge_login),
             "HUB_BROKER_AUTH_DIR": str(broker.auth_dir),
+            "HUB_BRIDGE_ID": self.bridge_id,
             "HUB_BRIDGE_STATS_INTERVAL": "1",
             # Many test bridges run at once: metrics only where a test asks, on a port of its own.
             "HUB_BRIDGE_METRICS_PORT": "0",
@@ -240,12 +243,19 @@ class LiveHub(HubClient):
         return web, f"http://127.0.0.1:{port}/"
 
     def _forget_bridge_login(self):
-        """The bridge keeps its login in the registry and writes it back whenever the registry
+        """The bridges keep their logins in the registry and write them back whenever the registry
         changes (bridge.broker_auth_sync), so also after a test emptied the tables while the hub
-        ran on: once it has stopped, remove it, so that later tests find only their own accounts."""
+        ran on: once they have stopped, remove them, and their leases (which would lapse, and a
+        later hub's bridge would try to drain their sessions), so that later tests find only
+        their own."""
+        from bridge.models import BridgeLease
         from devices.models import BrokerAccount
 
-        execute_sql(self.database, f"DELETE FROM {BrokerAccount._meta.db_table} WHERE username = %s", [self.bridge_login[0]])
+        login = self.bridge_login[0]
+        execute_sql(self.database, f"DELETE FROM {BrokerAccount._meta.db_table} WHERE username = %s OR username LIKE %s",
+                    [login, f"{login}.%"])
+        execute_sql(self.database, f"DELETE FROM {BridgeLease._meta.db_table} WHERE username LIKE %s OR bridge_id = %s",
+                    [f"{login}.%", self.bridge_id])
 
 
 class Dashboard:
