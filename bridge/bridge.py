@@ -103,8 +103,9 @@ class Bridge:
     def __init__(self, channel_layer, address, *, bridge_id, client_id, shared_group="", lease_seconds=10,
                  max_payload_bytes=65536, batch_window_ms=2, stats_interval=60, heartbeat_path=None,
                  broker_auth_dir=None, device_messages_per_second=100, device_bytes_per_second=262144,
-                 max_held_readings=100000, stall_seconds=30):
-        """`address`: the broker, with this bridge's own login (bridge.identity)."""
+                 max_held_readings=100000, stall_seconds=30, former_username=None):
+        """`address`: the broker, with this bridge's own login (bridge.identity); `former_username`:
+        the account all bridges shared before HUB_BRIDGE_ID, whose session is drained (bridge.drain)."""
         self.channel_layer = channel_layer
         self.address = address
         self.bridge_id = bridge_id
@@ -112,7 +113,7 @@ class Bridge:
         self.shared_group = shared_group
         self.lease = OwnLease(bridge_id, client_id, address.username, lease_seconds)
         # Only members of a shared group leave a share behind when they die.
-        self.drainer = PeerDrainer(self, self.lease) if shared_group else None
+        self.drainer = PeerDrainer(self, self.lease, former_username) if shared_group else None
         self.max_payload_bytes = max_payload_bytes
         self.batch_window = batch_window_ms / 1000
         self.stats_interval = stats_interval
@@ -169,6 +170,7 @@ class Bridge:
             device_bytes_per_second=settings.DEVICE_MAX_BYTES_PER_SECOND,
             max_held_readings=settings.BRIDGE_MAX_HELD_READINGS,
             stall_seconds=settings.BRIDGE_STALL_SECONDS,
+            former_username=address.username if settings.BROKER_AUTH_DIR else None,
         )
 
     def subscriptions(self):

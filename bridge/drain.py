@@ -24,7 +24,7 @@ import time
 from channels.db import database_sync_to_async
 from django.db import DatabaseError, transaction
 
-from bridge import leases
+from bridge import leases, protocol
 from bridge.mqtt import MqttConnection
 from devices.models import BrokerAccount
 
@@ -85,11 +85,16 @@ def forget_peer(peer_id, holder, username):
 class PeerDrainer:
     """Drains the sessions of the peers whose leases lapsed, one at a time."""
 
-    def __init__(self, bridge, lease):
+    def __init__(self, bridge, lease, former_username=None):
+        """`former_username`: the one account every bridge used before HUB_BRIDGE_ID, if the hub
+        keeps the logins (leases.adopt_former_account)."""
         self.bridge = bridge
         self.lease = lease
+        self.former_username = former_username
 
     async def run_forever(self):
+        if self.former_username:
+            await database_sync_to_async(leases.adopt_former_account)(self.former_username)
         while True:
             await asyncio.sleep(CHECK_SECONDS)
             # Only a bridge that is itself alive by its lease judges others: after an outage of
@@ -103,6 +108,13 @@ class PeerDrainer:
             except DatabaseError as error:
                 logger.error("peer sessions: database error, trying again in %.0f s: %s", CHECK_SECONDS, error)
 
+    def _peer_topics(self):
+        """What a peer may have subscribed to: this bridge's topics, and each plain and shared (a
+        peer started with another HUB_MQTT_SHARED_GROUP, or none). Unsubscribing from a topic
+        a session does not have does nothing."""
+        shared = [topic for topic, _ in self.bridge.subscriptions()]
+        return sorted({*shared, *protocol.SUBSCRIPTIONS})
+
     def _address(self, peer):
         address = self.bridge.address
         return address.with_login(peer.username, address.password) if peer.username else address.without_login()
@@ -112,8 +124,7 @@ class PeerDrainer:
         started = time.monotonic()
         logger.warning("bridge %s has not renewed its lease: draining its broker session as %r",
                        peer.bridge_id, peer.client_id, extra={"peer": peer.bridge_id})
-        session = PeerSession(self._address(peer), peer.client_id, [topic for topic, _ in self.bridge.subscriptions()],
-                              self.bridge.receive)
+        session = PeerSession(self._address(peer), peer.client_id, self._peer_topics(), self.bridge.receive)
         running = asyncio.create_task(session.run())
         try:
             stopped_because = await self._take_everything(peer, session, running)

@@ -17,6 +17,7 @@ from django.db.models import Q
 from django.db.models.functions import Now
 
 from bridge.models import BridgeLease
+from devices.models import BrokerAccount
 
 logger = logging.getLogger("bridge")
 
@@ -41,6 +42,17 @@ def renew_own(bridge_id, client_id, username, seconds):
             if holder is not None:
                 return holder
     return None
+
+
+def adopt_former_account(username):
+    """Before HUB_BRIDGE_ID, every bridge logged in as HUB_MQTT_URL's user itself, a session no
+    bridge comes back to. If that account is still registered, gives it a lease that has lapsed
+    already: a survivor then drains its session, ends it and removes the account."""
+    if BrokerAccount.objects.filter(username=username, role=BrokerAccount.Role.BRIDGE).exists():
+        BridgeLease.objects.get_or_create(
+            bridge_id=username[:48],
+            defaults={"client_id": username, "username": username, "holder": username, "expires": Now()},
+        )
 
 
 def take_lapsed(bridge_id, seconds):

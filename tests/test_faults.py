@@ -10,7 +10,6 @@ import sqlite3
 import sys
 import threading
 import time
-import uuid
 
 import orjson
 import pytest
@@ -244,10 +243,9 @@ def test_a_locked_database_holds_readings_unacknowledged_until_they_are_stored(i
 
 
 def second_bridge(hub, name):
-    """Another bridge process beside the hub's own, with its own broker login (the broker takes
-    the username as client id, so each bridge needs its own account and gets its own session)."""
-    username, password = unique_id("bridge.second"), uuid.uuid4().hex
-    env = {**hub.bridge.env, "HUB_MQTT_URL": hub.broker.login_url(username, password)}
+    """Another bridge process beside the hub's own, with its own id, from which it derives its
+    own broker account (the broker takes the username as client id: its own session)."""
+    env = {**hub.bridge.env, "HUB_BRIDGE_ID": unique_id("second")}
     process = HubProcess(name, hub.bridge.args, env, hub.workdir / f"{name}.log")
     process.start()
     process.wait_for_log(r"connected to mqtt://")
@@ -262,8 +260,10 @@ def stored_by(bridge):
 
 @pytest.fixture
 def shared_hub(django_db_setup, redis, broker, tmp_path):
+    """Bridges share the load by default (HUB_MQTT_SHARED_GROUP); a lease long enough that no
+    survivor drains the killed bridge's session before it is back (tests/test_peer_drain.py)."""
     (tmp_path / "hub").mkdir()
-    yield from running_hub(redis, broker, tmp_path / "hub", mqtt_shared_group="telehub", **FAST_DEVICE)
+    yield from running_hub(redis, broker, tmp_path / "hub", bridge_lease_seconds=120, **FAST_DEVICE)
 
 
 def test_two_bridges_share_the_readings_and_one_killed_loses_none(shared_hub, device):
