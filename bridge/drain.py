@@ -74,6 +74,16 @@ class PeerSession(MqttConnection):
                 and time.monotonic() - self._last_event >= QUIET_SECONDS)
 
 
+async def connect_once(connection):
+    """Starts `connection` (made with reconnect=False) and waits until it is connected, has
+    failed, or CONNECT_SECONDS have passed; returns the task running it."""
+    running = asyncio.create_task(connection.run())
+    connected = asyncio.create_task(connection.connected.wait())
+    await asyncio.wait([connected, running], timeout=CONNECT_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+    connected.cancel()
+    return running
+
+
 def forget_peer(peer_id, holder, username):
     """Removes a drained bridge's lease and, if `username`, its broker account; a bridge that
     comes back registers both again."""
@@ -125,12 +135,14 @@ class PeerDrainer:
         logger.warning("bridge %s has not renewed its lease: draining its broker session as %r",
                        peer.bridge_id, peer.client_id, extra={"peer": peer.bridge_id})
         session = PeerSession(self._address(peer), peer.client_id, self._peer_topics(), self.bridge.receive)
-        running = asyncio.create_task(session.run())
+        running = None
         try:
+            running = await connect_once(session)
             stopped_because = await self._take_everything(peer, session, running)
         finally:
             await session.disconnect()
-            await asyncio.gather(running, return_exceptions=True)
+            if running is not None:
+                await asyncio.gather(running, return_exceptions=True)
             self.bridge.counts["peer_messages_drained"] += session.received
         if stopped_because is not None:
             logger.warning("stopped draining bridge %s after %d messages: %s; handing its lease back",
@@ -150,9 +162,6 @@ class PeerDrainer:
 
     async def _take_everything(self, peer, session, running):
         """Waits until the session is emptied; None then, else why it stopped first."""
-        connected = asyncio.create_task(session.connected.wait())
-        await asyncio.wait([connected, running], timeout=CONNECT_SECONDS, return_when=asyncio.FIRST_COMPLETED)
-        connected.cancel()
         if not session.connected.is_set():
             return f"could not log in ({session.refused or 'no connection'})"
         renewed = time.monotonic()
@@ -171,10 +180,7 @@ class PeerDrainer:
         """Connects as the session's client with a clean session, which ends it, and leaves;
         False if it could not connect."""
         cleaner = MqttConnection(address, client_id, clean_session=True, reconnect=False)
-        running = asyncio.create_task(cleaner.run())
-        connected = asyncio.create_task(cleaner.connected.wait())
-        await asyncio.wait([connected, running], timeout=CONNECT_SECONDS, return_when=asyncio.FIRST_COMPLETED)
-        connected.cancel()
+        running = await connect_once(cleaner)
         ended = cleaner.connected.is_set()
         await cleaner.disconnect()
         await asyncio.gather(running, return_exceptions=True)
