@@ -197,6 +197,9 @@ class LiveHub(HubClient):
         # (the bridge's own account is `<login>.<bridge id>`), the database a lease per id.
         self.bridge_login = (unique_id("bridge.test"), uuid.uuid4().hex)
         self.bridge_id = unique_id("test")
+        # Each hub its own shared group too: a broker that several tests' hubs share keeps the
+        # sessions of stopped ones, and a group shared with them would route readings there.
+        self.shared_group = unique_id("hub")
         self.port = free_port()
         super().__init__(f"http://127.0.0.1:{self.port}/")
         env = {
@@ -208,6 +211,7 @@ class LiveHub(HubClient):
             "HUB_MQTT_URL": broker.login_url(*self.bridge_login),
             "HUB_BROKER_AUTH_DIR": str(broker.auth_dir),
             "HUB_BRIDGE_ID": self.bridge_id,
+            "HUB_MQTT_SHARED_GROUP": self.shared_group,
             "HUB_BRIDGE_STATS_INTERVAL": "1",
             # Many test bridges run at once: metrics only where a test asks, on a port of its own.
             "HUB_BRIDGE_METRICS_PORT": "0",
