@@ -32,6 +32,9 @@ from tests.servers import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 10
+# A process's start: Django's start-up alone took over 10 s with the machine's two cores at a
+# load of 15 (other test runs beside this one).
+STARTUP_TIMEOUT = 30
 
 
 def unique_id(prefix):
@@ -223,14 +226,19 @@ class LiveHub(HubClient):
         self.web = HubProcess("daphne", daphne_command(self.port), env, workdir / "daphne.log")
 
     def start(self):
+        """Starts both; if either does not come up, stops both (no process outlives the test)."""
         self.web.start()
-        self.start_bridge()
-        wait_for_port("127.0.0.1", self.port, TIMEOUT)
+        try:
+            self.start_bridge()
+            wait_for_port("127.0.0.1", self.port, STARTUP_TIMEOUT)
+        except BaseException:
+            self.stop()
+            raise
 
     def start_bridge(self):
         start = len(self.bridge.log())
         self.bridge.start()
-        self.bridge.wait_for_log(r"connected to mqtt://", start=start)
+        self.bridge.wait_for_log(r"connected to mqtt://", timeout=STARTUP_TIMEOUT, start=start)
 
     def stop(self):
         self.bridge.stop()

@@ -12,7 +12,7 @@ import pytest
 from django.conf import settings
 
 from telemetry.models import Reading
-from tests.live import Device, HubProcess, LiveHub, unique_id, wait_until
+from tests.live import STARTUP_TIMEOUT, Device, HubProcess, LiveHub, unique_id, wait_until
 
 pytestmark = [pytest.mark.live, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -62,9 +62,6 @@ def stored_ts(device):
     return sorted(Reading.objects.filter(device=device).values_list("ts", flat=True))
 
 
-# Three bridges start one after another on a busy machine: give each time to connect.
-STARTED_WITHIN = 30
-
 
 @pytest.fixture
 def hub(django_db_setup, redis_server, mosquitto_server, tmp_path):
@@ -73,8 +70,7 @@ def hub(django_db_setup, redis_server, mosquitto_server, tmp_path):
     hub = LiveHub(settings.DATABASES["default"], redis_server.url, mosquitto_server, tmp_path,
                   device_max_messages_per_second=100_000)
     try:
-        hub.bridge.start()
-        hub.bridge.wait_for_log(r"connected to mqtt://", timeout=STARTED_WITHIN)
+        hub.start_bridge()
         yield hub
     finally:
         hub.stop()
@@ -89,7 +85,7 @@ def another_bridge(hub, name):
     process.bridge_id = bridge_id
     process.start()
     try:
-        process.wait_for_log(r"connected to mqtt://", timeout=STARTED_WITHIN)
+        process.wait_for_log(r"connected to mqtt://", timeout=STARTUP_TIMEOUT)
     except AssertionError:
         process.stop()
         raise
@@ -130,7 +126,7 @@ def test_a_bridge_killed_for_good_has_its_share_drained_by_one_survivor_and_stor
         # its share again.
         start = len(doomed.log())
         doomed.start()
-        doomed.wait_for_log(r"connected to mqtt://.*session present: False", timeout=STARTED_WITHIN, start=start)
+        doomed.wait_for_log(r"connected to mqtt://.*session present: False", timeout=STARTUP_TIMEOUT, start=start)
         more = PacedPublisher(sensor, 3000, RATE)
         more.start_ts = publisher.start_ts + COUNT
         more.start()
