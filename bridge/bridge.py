@@ -22,6 +22,9 @@ from bridge import metrics, protocol
 from bridge.broker_auth_sync import BrokerAuthSync
 from bridge.clock import ReceiveClock
 from bridge.db_errors import PERMANENT_DB_ERRORS, refused_by_database
+from bridge.drain import PeerDrainer
+from bridge.identity import own_address
+from bridge.leases import OwnLease
 from bridge.limits import DeviceBudgets
 from bridge.live import LiveSender
 from bridge.mqtt import MqttConnection, parse_mqtt_url
@@ -61,13 +64,14 @@ class PendingReadings:
     be split down to the message at fault."""
 
     def __init__(self, messages=()):
-        self.messages = list(messages)  # (device id, samples, mid, qos, readings)
+        # (device id, samples, mid, qos, readings, the connection to acknowledge it on)
+        self.messages = list(messages)
         self.readings = sum(message[4] for message in self.messages)
         self.since = None  # time.monotonic() when the oldest of them was received
 
-    def add(self, device_id, samples, mid, qos):
+    def add(self, device_id, samples, mid, qos, source):
         readings = count_readings(samples)
-        self.messages.append((device_id, samples, mid, qos, readings))
+        self.messages.append((device_id, samples, mid, qos, readings, source))
         self.readings += readings
         if self.since is None:
             self.since = time.monotonic()
@@ -98,14 +102,20 @@ class PendingReadings:
 
 
 class Bridge:
-    def __init__(self, channel_layer, address, *, client_id, shared_group="", max_payload_bytes=65536,
-                 batch_window_ms=2, stats_interval=60, heartbeat_path=None, broker_auth_dir=None,
-                 device_messages_per_second=100, device_bytes_per_second=262144, max_held_readings=100000,
-                 stall_seconds=30):
+    def __init__(self, channel_layer, address, *, bridge_id, client_id, shared_group="", lease_seconds=10,
+                 max_payload_bytes=65536, batch_window_ms=2, stats_interval=60, heartbeat_path=None,
+                 broker_auth_dir=None, device_messages_per_second=100, device_bytes_per_second=262144,
+                 max_held_readings=100000, stall_seconds=30, former_username=None):
+        """`address`: the broker, with this bridge's own login (bridge.identity); `former_username`:
+        the account all bridges shared before HUB_BRIDGE_ID, whose session is drained (bridge.drain)."""
         self.channel_layer = channel_layer
         self.address = address
+        self.bridge_id = bridge_id
         self.client_id = client_id
         self.shared_group = shared_group
+        self.lease = OwnLease(bridge_id, client_id, address.username, lease_seconds)
+        # Only members of a shared group leave a share behind when they die.
+        self.drainer = PeerDrainer(self, self.lease, former_username) if shared_group else None
         self.max_payload_bytes = max_payload_bytes
         self.batch_window = batch_window_ms / 1000
         self.stats_interval = stats_interval
@@ -133,6 +143,8 @@ class Bridge:
         self._has_readings = asyncio.Event()
         self._flush_lock = asyncio.Lock()
         self._tasks = []
+        self._taking_lease = None
+        self._drain_task = None
         self._live_task = None
         self._background = set()
         self.live = LiveSender(channel_layer, events.LIVE_GROUP, self.counts)
@@ -142,12 +154,16 @@ class Bridge:
         self._stall = None  # why the heartbeat is not touched, while it is not
 
     @classmethod
-    def from_settings(cls, channel_layer, address=None):
+    def from_settings(cls, channel_layer, address=None, shared_group=None):
+        """`shared_group` None: HUB_MQTT_SHARED_GROUP's."""
+        address = address or parse_mqtt_url(settings.MQTT_URL)
         return cls(
             channel_layer,
-            address or parse_mqtt_url(settings.MQTT_URL),
+            own_address(address, settings.BRIDGE_ID, manages_logins=bool(settings.BROKER_AUTH_DIR)),
+            bridge_id=settings.BRIDGE_ID,
             client_id=settings.MQTT_CLIENT_ID,
-            shared_group=settings.MQTT_SHARED_GROUP,
+            shared_group=settings.MQTT_SHARED_GROUP if shared_group is None else shared_group,
+            lease_seconds=settings.BRIDGE_LEASE_SECONDS,
             max_payload_bytes=settings.MAX_PAYLOAD_BYTES,
             batch_window_ms=settings.BATCH_WINDOW_MS,
             stats_interval=settings.BRIDGE_STATS_INTERVAL,
@@ -157,6 +173,7 @@ class Bridge:
             device_bytes_per_second=settings.DEVICE_MAX_BYTES_PER_SECOND,
             max_held_readings=settings.BRIDGE_MAX_HELD_READINGS,
             stall_seconds=settings.BRIDGE_STALL_SECONDS,
+            former_username=address.username if settings.BROKER_AUTH_DIR else None,
         )
 
     def subscriptions(self):
@@ -187,11 +204,15 @@ class Bridge:
             on_connected=self._connected,
         )
         logger.info(
-            "bridge starting: broker %s as %r (persistent session, QoS 1), channel layer %s, "
+            "bridge %s starting: broker %s as %r (persistent session, QoS 1), channel layer %s, "
             "subscriptions %s, batch window %d ms",
-            self.address, self.client_id, type(self.channel_layer).__name__,
+            self.bridge_id, self.address, self.client_id, type(self.channel_layer).__name__,
             ", ".join(topic for topic, _ in self.subscriptions()), self.batch_window * 1000,
         )
+        self._taking_lease = asyncio.create_task(self.lease.take())
+        await asyncio.wait([self._taking_lease])
+        if self._taking_lease.cancelled():
+            return  # stopped while a survivor drained this bridge's session
         # Each restarted with backoff if it crashes (hub.tasks); the MQTT connection itself runs
         # here, and if it fails, so does the bridge, and runbridge exits non-zero.
         self._tasks = [
@@ -201,7 +222,10 @@ class Bridge:
             start_supervised("alarm_notifier", Notifier.from_settings().run),
             start_supervised("rollups", self.upkeep.roll_up_forever),
             start_supervised("retention", self.upkeep.retain_forever),
+            start_supervised("lease_renewal", self.lease.renew_forever),
         ]
+        if self.drainer is not None:
+            self._drain_task = start_supervised("peer_drain", self.drainer.run_forever)
         self._live_task = start_supervised("live_sender", self.live.run, finished=lambda: self.live.closing)
         if self.heartbeat_path:
             self._tasks.append(start_supervised("heartbeat", self._heartbeat_forever))
@@ -212,11 +236,17 @@ class Bridge:
     async def stop(self):
         """Stores and acknowledges what it holds, then leaves the broker."""
         logger.info("bridge stopping: flushing %d pending readings", self._pending.readings)
+        if self._taking_lease is not None:
+            self._taking_lease.cancel()
         async with self._flush_lock:
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             await self._flush()
+        if self._drain_task is not None:
+            # After the flush, which acknowledged what it stored of a session being drained.
+            self._drain_task.cancel()
+            await asyncio.gather(self._drain_task, return_exceptions=True)
         if self._background:
             await asyncio.wait(self._background, timeout=5)
         if self._live_task is not None:
@@ -232,42 +262,53 @@ class Bridge:
         logger.info("connected to %s (session present: %s)", self.address, session_present)
 
     def _receive(self, message):
+        self.receive(message, self.mqtt)
+
+    def receive(self, message, source):
+        """Takes a message that came on `source`, this bridge's connection or a dead peer's session
+        being drained (bridge.drain), and acknowledges it there once it is handled."""
         self.counts["received"] += 1
         try:
             device_id, kind = protocol.parse_topic(message.topic)
         except Rejected as rejection:
-            self._drop("-", rejection, message)
+            self._drop("-", rejection, message, source)
             return
         if not self.budgets.allow(device_id, len(message.payload)):
-            self._drop(device_id, self._over_budget, message)
+            self._drop(device_id, self._over_budget, message, source)
             return
         if kind == protocol.TELEMETRY:
             if message.retain:
-                self._drop(device_id, protocol.RETAINED_TELEMETRY, message)
+                self._drop(device_id, protocol.RETAINED_TELEMETRY, message, source)
                 return
             now_ms = self.receive_clock.now(device_id)
             try:
                 samples = protocol.parse_telemetry(message.payload, now_ms, self.max_payload_bytes)
             except Rejected as rejection:
-                self._drop(device_id, rejection, message)
+                self._drop(device_id, rejection, message, source)
                 return
             if len(samples) > 1:
                 self.receive_clock.used(device_id, now_ms + len(samples) - 1)
             if message.qos == 0 and self.held_readings + count_readings(samples) > self.max_held_readings:
                 # A QoS 1 message would wait at the broker while reading is paused; this one cannot.
-                self._drop(device_id, self._backlog_full, message)
+                self._drop(device_id, self._backlog_full, message, source)
                 return
-            self._pending.add(device_id, samples, message.mid, message.qos)
+            self._pending.add(device_id, samples, message.mid, message.qos, source)
             self._has_readings.set()
             self._hold_back_if_full()
         elif kind == protocol.STATUS:
+            if source is not self.mqtt:
+                # A dead peer's: the status subscription is not shared, so every live bridge
+                # received this message itself.
+                source.ack(message.mid, message.qos)
+                return
             self._in_background(self._handle_status(device_id, message))
         else:
-            self._in_background(self._handle_result(device_id, message))
+            self._in_background(self._handle_result(device_id, message, source))
 
-    def _drop(self, device_id, rejection, message):
+    def _drop(self, device_id, rejection, message, source=None):
+        """Rejects a message and acknowledges it on `source` (None: this bridge's connection)."""
         self.rejects.reject(device_id, rejection.reason, rejection.detail)
-        self.mqtt.ack(message.mid, message.qos)
+        (source or self.mqtt).ack(message.mid, message.qos)
 
     def _in_background(self, coroutine):
         task = asyncio.create_task(coroutine)
@@ -389,9 +430,9 @@ class Bridge:
 
     def _refused(self, part, error):
         """Rejects and acknowledges the one message of `part`, which the database refused."""
-        ((device_id, _, mid, qos, _),) = part.messages
+        ((device_id, _, mid, qos, _, source),) = part.messages
         self.rejects.reject(device_id, "store_refused", refused_by_database(error))
-        self.mqtt.ack(mid, qos)
+        source.ack(mid, qos)
 
     async def _hold_unstored(self, batch, error):
         """Holds what is left of a batch, unacknowledged, before newer readings, and backs off."""
@@ -411,8 +452,8 @@ class Bridge:
             logger.info("stored %d readings after %d failed attempts", part.readings, self._store_failures)
             self._store_failures = 0
         unknown = Counter()
-        for device_id, _, mid, qos, _ in part.messages:
-            self.mqtt.ack(mid, qos)
+        for device_id, _, mid, qos, _, source in part.messages:
+            source.ack(mid, qos)
             if device_id not in seqs:
                 unknown[device_id] += 1
         for device_id, count in unknown.items():
@@ -447,7 +488,7 @@ class Bridge:
             for command_id in await self._with_db_retry(commands.sendable_ids, now, device_id):
                 await self.dispatch_command(command_id)
 
-    async def _handle_result(self, device_id, message):
+    async def _handle_result(self, device_id, message, source):
         """Records a device's answer. An answer the hub refuses to keep (or the database
         refuses to store) still ends its command: failed, saying why."""
         refusal = None
@@ -456,14 +497,14 @@ class Bridge:
         except protocol.RefusedResult as refused:
             refusal, answer = refused, refused.failure
         except Rejected as rejection:
-            self._drop(device_id, rejection, message)
+            self._drop(device_id, rejection, message, source)
             return
         try:
             command = await self._with_db_retry(commands.record_result, device_id, answer)
         except PERMANENT_DB_ERRORS as exc:
             refusal = protocol.RefusedResult(answer.command_id, "store_refused", refused_by_database(exc))
             command = await self._with_db_retry(commands.record_result, device_id, refusal.failure)
-        self.mqtt.ack(message.mid, message.qos)
+        source.ack(message.mid, message.qos)
         if command is None:
             self.rejects.reject(device_id, "unknown_command", f"no command {answer.command_id} awaits an answer")
             return

@@ -99,6 +99,10 @@ class BridgeCollector(Collector):
                                   value=counts.get("paused", 0))
         yield GaugeMetricFamily("telehub_bridge_broker_connected", "1 while connected to the broker.",
                                 value=int(mqtt is not None and mqtt.connected.is_set()))
+        yield CounterMetricFamily("telehub_bridge_peer_sessions_drained", "Sessions of dead bridges (their leases "
+                                  "lapsed) this bridge drained and ended.", value=counts.get("peer_sessions_drained", 0))
+        yield CounterMetricFamily("telehub_bridge_peer_messages_drained", "Messages this bridge took from dead "
+                                  "bridges' sessions.", value=counts.get("peer_messages_drained", 0))
         yield from upkeep_metrics(bridge.upkeep)
 
 

@@ -122,7 +122,8 @@ class BufferedClient(mqtt.Client):
 
 
 class MqttConnection:
-    """One MQTT 3.1.1 client kept connected until `disconnect()`.
+    """One MQTT 3.1.1 client kept connected until `disconnect()`; with `reconnect=False`, connected
+    once: `run()` returns when that connection ends or cannot be made.
 
     `on_message(message)` and `on_connected(session_present)` run on the event loop thread.
     """
@@ -140,12 +141,15 @@ class MqttConnection:
         on_message=None,
         on_connected=None,
         will=None,
+        reconnect=True,
     ):
         self.address = address
         self.client_id = client_id
         self.subscriptions = list(subscriptions)
         self.on_message = on_message
         self.on_connected = on_connected
+        self.reconnect = reconnect
+        self.refused = None  # the broker's reason, when it refused the last connection
         self.connected = asyncio.Event()
         self._lost = asyncio.Event()
         self._stopping = False
@@ -185,6 +189,9 @@ class MqttConnection:
             try:
                 self.client.connect(self.address.host, self.address.port, keepalive=self.keepalive)
             except OSError as exc:
+                if not self.reconnect:
+                    logger.warning("%s cannot reach %s: %s", self.client_id, self.address, exc)
+                    break
                 delay = backoff_delay(attempt)
                 attempt += 1
                 logger.warning("%s cannot reach %s (%s); retrying in %.1f s", self.client_id, self.address, exc, delay)
@@ -193,7 +200,7 @@ class MqttConnection:
             housekeeping = start_supervised("mqtt_keepalive", self._housekeeping)
             await self._lost.wait()
             housekeeping.cancel()
-            if self._stopping:
+            if self._stopping or not self.reconnect:
                 break
             attempt = 0 if self._was_connected else attempt + 1
             delay = backoff_delay(attempt)
@@ -268,6 +275,7 @@ class MqttConnection:
 
     def _handle_connect(self, client, userdata, flags, reason_code, properties):
         if reason_code.is_failure:
+            self.refused = reason_code
             hint = " (a login new to the registry reaches the broker within about two seconds)" if reason_code.getName() == "Not authorized" else ""
             logger.error("%s: %s refused the connection: %s%s", self.client_id, self.address, reason_code, hint)
             return

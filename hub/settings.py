@@ -5,6 +5,7 @@ The README's settings table documents each one.
 import ipaddress
 import re
 import secrets
+import socket
 import warnings
 from pathlib import Path
 
@@ -277,8 +278,41 @@ def _mqtt_public_url():
 
 
 MQTT_PUBLIC_URL = _mqtt_public_url()
-MQTT_CLIENT_ID = env_str("HUB_MQTT_CLIENT_ID", "telehub-bridge")
-MQTT_SHARED_GROUP = env_str("HUB_MQTT_SHARED_GROUP")
+# What a bridge's id, and a shared group's name, may hold: safe in an MQTT client id, in a broker
+# username (after the dot of HUB_MQTT_URL's user) and in a topic level.
+IDENTIFIER = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,47}"
+
+
+def _bridge_id():
+    """HUB_BRIDGE_ID, or this machine's host name (in compose, each container's own)."""
+    given = env_str("HUB_BRIDGE_ID")
+    bridge_id = given or socket.gethostname().split(".")[0]
+    if not re.fullmatch(IDENTIFIER, bridge_id):
+        named = "HUB_BRIDGE_ID" if given else "HUB_BRIDGE_ID is not set, and the host name"
+        raise ImproperlyConfigured(
+            f"{named} {bridge_id!r} cannot name a bridge: a bridge id takes 1 to 48 letters, digits, '_', '-' "
+            "and '.', starting with a letter or digit"
+        )
+    return bridge_id
+
+
+def _shared_group():
+    group = env_str("HUB_MQTT_SHARED_GROUP", "telehub")
+    if group and not re.fullmatch(IDENTIFIER, group):
+        raise ImproperlyConfigured(
+            f"HUB_MQTT_SHARED_GROUP takes 1 to 48 letters, digits, '_', '-' and '.' (or nothing: no sharing), not {group!r}"
+        )
+    return group
+
+
+# Each bridge's own identity: its client id, its persistent session, its lease (bridge.leases)
+# and, with HUB_BROKER_AUTH_DIR, its broker account (bridge.identity).
+BRIDGE_ID = _bridge_id()
+MQTT_CLIENT_ID = env_str("HUB_MQTT_CLIENT_ID") or f"telehub-bridge-{BRIDGE_ID}"
+MQTT_SHARED_GROUP = _shared_group()
+# A bridge renews its lease every third of this; a bridge whose lease has lapsed this long is
+# taken for dead, and a survivor drains its broker session (docs/reliability.md).
+BRIDGE_LEASE_SECONDS = env_int("HUB_BRIDGE_LEASE_SECONDS", 10, minimum=3)
 MAX_PAYLOAD_BYTES = env_int("HUB_MAX_PAYLOAD_BYTES", 65536, minimum=1)
 BATCH_WINDOW_MS = env_int("HUB_BATCH_WINDOW_MS", 2, minimum=0)
 BRIDGE_STATS_INTERVAL = env_int("HUB_BRIDGE_STATS_INTERVAL", 60, minimum=1)

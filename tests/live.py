@@ -32,6 +32,9 @@ from tests.servers import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 10
+# A process's start: Django's start-up alone took over 10 s with the machine's two cores at a
+# load of 15 (other test runs beside this one).
+STARTUP_TIMEOUT = 30
 
 
 def unique_id(prefix):
@@ -211,25 +214,35 @@ class LiveHub(HubClient):
         self.broker = broker
         self.workdir = workdir
         self.database = database
-        # Each hub its own bridge login: the broker keeps a persistent session per login.
+        # Each hub its own bridge login and id: the broker keeps a persistent session per login
+        # (the bridge's own account is `<login>.<bridge id>`), the database a lease per id.
         self.bridge_login = (unique_id("bridge.test"), uuid.uuid4().hex)
-        self.bridge_logins = [self.bridge_login]  # this bridge's and those of another_bridge()
+        self.bridge_id = unique_id("test")
+        # Each hub its own shared group too: a broker that several tests' hubs share keeps the
+        # sessions of stopped ones, and a group shared with them would route readings there.
+        self.shared_group = unique_id("hub")
         self.other_bridges = []  # started by another_bridge(), stopped with the hub
         self.port = free_port()
         super().__init__(f"http://127.0.0.1:{self.port}/")
-        env = hub_environment(database, redis_url, broker, workdir, mqtt_url=broker.login_url(*self.bridge_login), **settings)
+        env = hub_environment(database, redis_url, broker, workdir, mqtt_url=broker.login_url(*self.bridge_login),
+                              **{"bridge_id": self.bridge_id, "mqtt_shared_group": self.shared_group, **settings})
         self.bridge = HubProcess("bridge", [sys.executable, "manage.py", "runbridge"], env, workdir / "bridge.log")
         self.web = HubProcess("daphne", daphne_command(self.port), env, workdir / "daphne.log")
 
     def start(self):
+        """Starts both; if either does not come up, stops both (no process outlives the test)."""
         self.web.start()
-        self.start_bridge()
-        wait_for_port("127.0.0.1", self.port, TIMEOUT)
+        try:
+            self.start_bridge()
+            wait_for_port("127.0.0.1", self.port, STARTUP_TIMEOUT)
+        except BaseException:
+            self.stop()
+            raise
 
     def start_bridge(self):
         start = len(self.bridge.log())
         self.bridge.start()
-        self.bridge.wait_for_log(r"connected to mqtt://", start=start)
+        self.bridge.wait_for_log(r"connected to mqtt://", timeout=STARTUP_TIMEOUT, start=start)
 
     def stop(self):
         for bridge in [self.bridge, *self.other_bridges]:
@@ -238,16 +251,14 @@ class LiveHub(HubClient):
         self._forget_bridge_logins()
 
     def another_bridge(self, name):
-        """Another bridge of this hub, with its own broker login and client id (the broker takes
-        the username as client id, so each bridge needs its own account and gets its own
-        session); returns the process, started. The hub's stop() stops it too."""
-        login = (unique_id(f"bridge.{name}"), uuid.uuid4().hex)
-        self.bridge_logins.append(login)
-        env = {**self.bridge.env, "HUB_MQTT_URL": self.broker.login_url(*login), "HUB_MQTT_CLIENT_ID": login[0]}
-        process = HubProcess(name, self.bridge.args, env, self.workdir / f"{name}.log")
+        """Another bridge of this hub, with its own HUB_BRIDGE_ID, from which it derives its
+        client id, broker account (so its own session: the broker takes the username as client
+        id) and lease; returns the process, started. The hub's stop() stops it too."""
+        process = HubProcess(name, self.bridge.args, {**self.bridge.env, "HUB_BRIDGE_ID": unique_id(name)},
+                             self.workdir / f"{name}.log")
         self.other_bridges.append(process)
         process.start()
-        process.wait_for_log(r"connected to mqtt://")
+        process.wait_for_log(r"connected to mqtt://", timeout=STARTUP_TIMEOUT)
         return process
 
     def another_web(self, name, *options, **env):
@@ -260,17 +271,23 @@ class LiveHub(HubClient):
         return web, f"http://127.0.0.1:{port}/"
 
     def _forget_bridge_logins(self):
-        forget_bridge_logins(self.database, [username for username, _ in self.bridge_logins])
+        forget_bridge_logins(self.database, [self.bridge_login[0]])
 
 
-def forget_bridge_logins(database, usernames):
-    """A bridge keeps its login in the registry and writes it back whenever the registry changes
-    (bridge.broker_auth_sync), so also after a test emptied the tables while the hub ran on: once
-    the bridges have stopped, remove their logins, so that later tests find only their own accounts."""
+def forget_bridge_logins(database, logins):
+    """The bridges keep their accounts (`<login>.<bridge id>`) in the registry and write them back
+    whenever the registry changes (bridge.broker_auth_sync), so also after a test emptied the
+    tables while the hub ran on: once they have stopped, remove them, and their leases (which
+    would lapse, and a later hub's bridge would try to drain their sessions), so that later tests
+    find only their own."""
+    from bridge.models import BridgeLease
     from devices.models import BrokerAccount
 
-    for username in usernames:
-        execute_sql(database, f"DELETE FROM {BrokerAccount._meta.db_table} WHERE username = %s", [username])
+    for login in logins:
+        execute_sql(database, f"DELETE FROM {BrokerAccount._meta.db_table} WHERE username = %s OR username LIKE %s",
+                    [login, f"{login}.%"])
+        execute_sql(database, f"DELETE FROM {BridgeLease._meta.db_table} WHERE username = %s OR username LIKE %s",
+                    [login, f"{login}.%"])
 
 
 class Dashboard:

@@ -250,8 +250,10 @@ def stored_by(bridge):
 
 @pytest.fixture
 def shared_hub(django_db_setup, redis, broker, tmp_path):
+    """Bridges share the load by default (HUB_MQTT_SHARED_GROUP); a lease long enough that no
+    survivor drains the killed bridge's session before it is back (tests/test_peer_drain.py)."""
     (tmp_path / "hub").mkdir()
-    yield from running_hub(redis, broker, tmp_path / "hub", mqtt_shared_group="telehub", **FAST_DEVICE)
+    yield from running_hub(redis, broker, tmp_path / "hub", bridge_lease_seconds=120, **FAST_DEVICE)
 
 
 def test_two_bridges_share_the_readings_and_one_killed_loses_none(shared_hub, device):

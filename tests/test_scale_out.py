@@ -1,10 +1,9 @@
 """The hub scaled out as docker-compose.yml runs it (`docker compose up --scale web=2 --scale
 bridge=3`), as plain processes: two daphne processes behind Caddy running the project's
 proxy/Caddyfile over HTTPS, which finds them as compose's DNS gives them (one name, an address
-per replica), and three bridges on one shared subscription, each with a broker login of its own.
-
-Until the bridges derive their identity from HUB_BRIDGE_ID (issue 16), each is given its own
-login, client id and HUB_MQTT_SHARED_GROUP here, as compose's replicas will derive them."""
+per replica), and three bridges on one shared subscription, all given compose's one login: each
+derives its own broker account, client id and lease from its HUB_BRIDGE_ID, as a replica does
+from its container's hostname."""
 import re
 import sys
 import uuid
@@ -24,7 +23,6 @@ pytestmark = [pytest.mark.live, pytest.mark.postgres, pytest.mark.django_db(tran
 # Each web replica at an address of its own, on one port, as compose's replicas are.
 WEB_ADDRESSES = ("127.0.0.1", "127.0.0.2")
 BRIDGES = 3
-SHARED_GROUP = "telehub"
 # Five of the hub's processes start at once on a machine that may be busy.
 START_TIMEOUT = 60
 
@@ -46,14 +44,17 @@ class ScaledHub(HubClient):
                        env, workdir / f"web-{n}.log")
             for n, address in enumerate(WEB_ADDRESSES, 1)
         ]
-        self.bridge_logins = [(unique_id("bridge.test"), uuid.uuid4().hex) for _ in range(BRIDGES)]
+        # Compose's one bridge login; a group of this hub's own, since the broker keeps other
+        # tests' stopped hubs' sessions (compose's is `telehub`).
+        self.bridge_login = unique_id("bridge.test")
+        shared = {"HUB_MQTT_URL": broker.login_url(self.bridge_login, uuid.uuid4().hex),
+                  "HUB_MQTT_SHARED_GROUP": unique_id("scaled")}
         self.bridges = []
-        for n, (username, password) in enumerate(self.bridge_logins, 1):
+        for n in range(1, BRIDGES + 1):
             data_dir = workdir / f"bridge-{n}"
             data_dir.mkdir()
             self.bridges.append(HubProcess(f"bridge-{n}", [sys.executable, "manage.py", "runbridge"], {
-                **env, "HUB_MQTT_URL": broker.login_url(username, password), "HUB_MQTT_CLIENT_ID": username,
-                "HUB_MQTT_SHARED_GROUP": SHARED_GROUP, "HUB_DATA_DIR": str(data_dir),
+                **env, **shared, "HUB_BRIDGE_ID": unique_id(f"replica-{n}"), "HUB_DATA_DIR": str(data_dir),
             }, workdir / f"bridge-{n}.log"))
 
     def start(self):
@@ -75,7 +76,7 @@ class ScaledHub(HubClient):
         for process in self.bridges + self.webs:
             process.stop()
         self.name_server.stop()
-        forget_bridge_logins(self.database, [username for username, _ in self.bridge_logins])
+        forget_bridge_logins(self.database, [self.bridge_login])
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ import json
 import os
 import re
 import secrets
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -82,6 +83,11 @@ def test_behind_a_tls_proxy(tmp_path):
     ("HUB_REDIS_SENTINELS", "sentinel-1", "HUB_REDIS_SENTINELS takes host:port pairs"),
     ("HUB_REDIS_SENTINELS", "sentinel-1:26379,sentinel-2:0", "HUB_REDIS_SENTINELS takes host:port pairs"),
     ("HUB_DATABASE_REPLICA_URL", "nonsense://replica", "HUB_DATABASE_REPLICA_URL is not a database URL"),
+    ("HUB_BRIDGE_ID", "a/b", "HUB_BRIDGE_ID 'a/b' cannot name a bridge"),
+    ("HUB_BRIDGE_ID", "x" * 49, "cannot name a bridge: a bridge id takes 1 to 48 letters"),
+    ("HUB_BRIDGE_ID", ".hidden", "HUB_BRIDGE_ID '.hidden' cannot name a bridge"),
+    ("HUB_MQTT_SHARED_GROUP", "a+b", "HUB_MQTT_SHARED_GROUP takes 1 to 48 letters"),
+    ("HUB_BRIDGE_LEASE_SECONDS", "2", "HUB_BRIDGE_LEASE_SECONDS must be at least 3"),
 ])
 def test_bad_values_stop_the_start_with_the_reason(tmp_path, variable, value, message):
     done = run(["manage.py", "check"], tmp_path, **{**PRODUCTION, variable: value})
@@ -101,3 +107,17 @@ def test_the_deployment_checks_pass_but_for_the_hsts_scope_left_to_the_domains_o
     assert warnings == ["security.W005", "security.W021"], done.stderr
     docs = (ROOT / "docs" / "security.md").read_text()
     assert all(warning in docs for warning in warnings)
+
+
+def test_each_bridge_is_named_by_its_host_unless_told_and_shares_the_load_by_default(tmp_path):
+    """In compose each container's host name is its own: replicas get an identity each."""
+    names = ("BRIDGE_ID", "MQTT_CLIENT_ID", "MQTT_SHARED_GROUP")
+    host = socket.gethostname().split(".")[0]
+    assert read_settings(tmp_path, *names, HUB_SECRET_KEY="k") == {
+        "BRIDGE_ID": host, "MQTT_CLIENT_ID": f"telehub-bridge-{host}", "MQTT_SHARED_GROUP": "telehub",
+    }
+    assert read_settings(tmp_path, *names, HUB_SECRET_KEY="k", HUB_BRIDGE_ID="b-2", HUB_MQTT_SHARED_GROUP="") == {
+        "BRIDGE_ID": "b-2", "MQTT_CLIENT_ID": "telehub-bridge-b-2", "MQTT_SHARED_GROUP": "",
+    }
+    told = read_settings(tmp_path, "MQTT_CLIENT_ID", HUB_SECRET_KEY="k", HUB_BRIDGE_ID="b-2", HUB_MQTT_CLIENT_ID="mine")
+    assert told == {"MQTT_CLIENT_ID": "mine"}

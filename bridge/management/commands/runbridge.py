@@ -36,7 +36,10 @@ class Command(BaseCommand):
             try:
                 bridge.broker_auth.sync()
             except ValidationError as exc:
-                raise CommandError(f"HUB_MQTT_URL's user cannot be a broker account: {' '.join(exc.messages)}")
+                raise CommandError(
+                    f"this bridge's broker account {bridge.address.username!r} (HUB_MQTT_URL's user, a dot and "
+                    f"HUB_BRIDGE_ID) cannot be a broker account: {' '.join(exc.messages)}"
+                )
         metrics.serve(bridge)
         logger.info("listening for commands on channel %s", BRIDGE_COMMANDS_CHANNEL)
         worker = self.worker_class(

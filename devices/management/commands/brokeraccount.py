@@ -7,7 +7,7 @@ from devices.models import BrokerAccount
 
 class Command(BaseCommand):
     help = ("Makes a broker account for a bridge or a trusted gateway, or gives it a new password; "
-            "prints the password once. A running bridge registers its own account from HUB_MQTT_URL.")
+            "prints the password once. A running bridge registers its own account, HUB_MQTT_URL's user, a dot and HUB_BRIDGE_ID.")
 
     def add_arguments(self, parser):
         parser.add_argument("username", help="With at least one dot, e.g. gateway.site-1, so it is never a device id.")

@@ -103,7 +103,8 @@ class Runtime:
                 "device logins (README.md)", self.address.port,
             )
         layer = get_channel_layer()
-        bridge = Bridge.from_settings(layer, self.address)
+        # amqtt has no shared subscriptions, and no other bridge reaches an embedded broker.
+        bridge = Bridge.from_settings(layer, self.address, shared_group="" if self.embedded_broker else None)
         bridge_metrics.serve(bridge)
         worker = BridgeWorker(
             bridge=bridge,

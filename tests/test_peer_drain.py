@@ -1,0 +1,142 @@
+"""A bridge killed for good holds no share hostage: three real bridges on one shared group, one
+SIGKILLed while a device publishes 2,000 readings/s, and a survivor drains the dead bridge's
+broker session (bridge.drain) so that every reading is stored exactly once within 30 s of the
+kill. docs/reliability.md, "A bridge that dies for good"."""
+import re
+import signal
+import threading
+import time
+
+import orjson
+import pytest
+from django.conf import settings
+
+from telemetry.models import Reading
+from tests.live import STARTUP_TIMEOUT, Device, HubProcess, LiveHub, unique_id, wait_until
+
+pytestmark = [pytest.mark.live, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+RATE = 2000
+# Readings the device publishes: five seconds' worth, the bridge killed about two seconds in.
+COUNT = 10_000
+DRAINED_WITHIN = 30
+
+
+class PacedPublisher(threading.Thread):
+    """Publishes `count` readings at QoS 1, one message each with its own device-set ts, `rate` a
+    second (paced by the clock, not by acknowledgements)."""
+
+    def __init__(self, sensor, count, rate):
+        super().__init__(daemon=True)
+        self.sensor, self.count, self.rate = sensor, count, rate
+        self.start_ts = int(time.time() * 1000) - 3_600_000
+        self.published = 0
+
+    def expected(self):
+        return [self.start_ts + n for n in range(self.count)]
+
+    def run(self):
+        started, last = time.monotonic(), None
+        topic = self.sensor.topic("telemetry")
+        for n in range(self.count):
+            ahead = started + n / self.rate - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+            last = self.sensor.client.publish(topic, orjson.dumps({"ts": self.start_ts + n, "values": {"n": n}}), qos=1)
+            self.published += 1
+        last.wait_for_publish(30)
+
+    def finish(self, timeout=60):
+        self.join(timeout)
+        assert not self.is_alive(), f"published only {self.published} of {self.count}"
+
+
+def stored_by(bridge, start=0):
+    """The readings a bridge stored, from its latest stats line (every second in tests) after log
+    offset `start`."""
+    counts = re.findall(r"stats: received=\d+ stored_readings=(\d+)", bridge.log()[start:])
+    return int(counts[-1]) if counts else 0
+
+
+def stored_ts(device):
+    return sorted(Reading.objects.filter(device=device).values_list("ts", flat=True))
+
+
+
+@pytest.fixture
+def hub(django_db_setup, redis_server, mosquitto_server, tmp_path):
+    """A hub's bridge, without its web process (nothing here needs one). The shared group is on
+    by default; each reading is a message: let the device send fast."""
+    hub = LiveHub(settings.DATABASES["default"], redis_server.url, mosquitto_server, tmp_path,
+                  device_max_messages_per_second=100_000)
+    try:
+        hub.start_bridge()
+        yield hub
+    finally:
+        hub.stop()
+
+
+def another_bridge(hub, name):
+    """A bridge of the same hub: the same settings, but its own HUB_BRIDGE_ID, from which it
+    derives its client id and its broker account (registered by itself)."""
+    bridge_id = unique_id(name)
+    process = HubProcess(name, hub.bridge.args, {**hub.bridge.env, "HUB_BRIDGE_ID": bridge_id},
+                         hub.workdir / f"{name}.log")
+    process.bridge_id = bridge_id
+    process.start()
+    try:
+        process.wait_for_log(r"connected to mqtt://", timeout=STARTUP_TIMEOUT)
+    except AssertionError:
+        process.stop()
+        raise
+    return process
+
+
+def test_a_bridge_killed_for_good_has_its_share_drained_by_one_survivor_and_stored_once(hub, device):
+    doomed = another_bridge(hub, "doomed")
+    third = None
+    try:
+        third = another_bridge(hub, "third")
+        bridges = [hub.bridge, doomed, third]
+        sensor = Device(hub.mqtt_url, device.id, device.mqtt_password)
+        sensor.client.max_inflight_messages_set(1000)  # paho's 20 would pace the device by round trips
+        sensor.connect()
+        publisher = PacedPublisher(sensor, COUNT, RATE)
+        publisher.start()
+        wait_until(lambda: all(stored_by(bridge) >= 100 for bridge in bridges), message="all three bridges storing")
+        doomed.stop(signal.SIGKILL)
+        killed_at = time.monotonic()
+        assert publisher.published < publisher.count, "the bridge must die while the device publishes"
+        publisher.finish()
+
+        # Mosquitto routes the dead bridge's share to its session until a survivor drains it.
+        wait_until(lambda: len(stored_ts(device)) >= COUNT, timeout=DRAINED_WITHIN - (time.monotonic() - killed_at),
+                   interval=0.5, message=f"every reading stored within {DRAINED_WITHIN} s of the kill")
+        assert stored_ts(device) == publisher.expected()  # each once
+
+        # The survivor that took the lease over ends the session once it has been quiet a while.
+        def drained_by():
+            pattern = rf"drained bridge {doomed.bridge_id}'s session in [\d.]+ s: (\d+) messages"
+            return [int(match.group(1)) for bridge in (hub.bridge, third) if (match := re.search(pattern, bridge.log()))]
+
+        messages = wait_until(drained_by, message="a survivor to end the dead bridge's session")
+        assert len(drained_by()) == 1 and messages[0] > 0, "exactly one survivor drains the dead bridge"
+
+        # The dead bridge comes back: its session was ended, so it starts afresh, and it takes
+        # its share again.
+        start = len(doomed.log())
+        doomed.start()
+        doomed.wait_for_log(r"connected to mqtt://.*session present: False", timeout=STARTUP_TIMEOUT, start=start)
+        more = PacedPublisher(sensor, 3000, RATE)
+        more.start_ts = publisher.start_ts + COUNT
+        more.start()
+        more.finish()
+        wait_until(lambda: len(stored_ts(device)) >= COUNT + more.count, interval=0.5,
+                   message="the readings published after it came back stored")
+        assert stored_ts(device) == publisher.expected() + more.expected()
+        wait_until(lambda: stored_by(doomed, start) > 0, message="the returned bridge storing its share")
+        sensor.go_offline()
+    finally:
+        for bridge in (doomed, third):
+            if bridge is not None:
+                bridge.stop()
