@@ -87,7 +87,7 @@ def child_environments(count):
     return environments
 
 
-def run(count, stale_seconds=30):
+def run(count, stale_seconds):
     """Runs `count` bridge processes until SIGTERM or SIGINT, then stops them."""
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

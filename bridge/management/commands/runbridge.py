@@ -3,10 +3,11 @@ import logging
 from channels import DEFAULT_CHANNEL_LAYER
 from channels.layers import get_channel_layer
 from channels.routing import get_default_application
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management import BaseCommand, CommandError
 
-from bridge import metrics
+from bridge import metrics, processes
 from bridge.bridge import Bridge
 from bridge.worker import BridgeWorker
 from telemetry.events import BRIDGE_COMMANDS_CHANNEL
@@ -21,8 +22,20 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--layer", default=DEFAULT_CHANNEL_LAYER, help="Channel layer alias to use.")
+        parser.add_argument(
+            "--processes", type=int, default=1,
+            help="Bridge processes to run, each a bridge of its own in the shared group (bridge.processes); "
+                 "as many as there are cores to use them all.",
+        )
 
     def handle(self, *args, **options):
+        if options["processes"] > 1:
+            if not settings.MQTT_SHARED_GROUP:
+                raise CommandError("--processes needs HUB_MQTT_SHARED_GROUP: the processes share the broker's load through it.")
+            processes.run(options["processes"], stale_seconds=settings.BRIDGE_STALL_SECONDS)
+            return
+        if options["processes"] < 1:
+            raise CommandError("--processes takes 1 or more.")
         channel_layer = get_channel_layer(options["layer"])
         if channel_layer is None:
             raise CommandError("No channel layer is configured.")
