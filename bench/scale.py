@@ -115,7 +115,6 @@ def main():
     results = {"command": command}
     with tempfile.TemporaryDirectory(prefix="telehub-scale-") as workdir:
         stack = Stack(workdir, devices=args.devices, database=args.database, log=log)
-        stack.add_bridges(0)  # the one bridge in a shared group too, as the two will be
         try:
             stack.start()
             results["one"] = topology(stack, [stack.url], args.backlog, args.rate, args.seconds)

@@ -135,9 +135,6 @@ class ResourceMeter:
         self._stop.set()
 
 
-MAX_BRIDGES = 4
-
-
 class Stack:
     def __init__(self, workdir, devices, channel_layer="pubsub", batch_window_ms=None, database="sqlite", log=print):
         self.workdir = Path(workdir)
@@ -159,7 +156,6 @@ class Stack:
             name: (username, role, uuid.uuid4().hex)
             for name, username, role in [
                 ("bridge", "bench.bridge", "bridge"), ("raw", "bench.raw", "bridge"), ("naive", "bench.naive", "bridge"),
-                *((f"bridge-{n}", f"bench.bridge-{n}", "bridge") for n in range(1, MAX_BRIDGES)),
                 *((f"load-{n}", f"bench.load-{n}", "gateway") for n in range(MAX_GENERATORS)),
             ]
         }
@@ -171,7 +167,7 @@ class Stack:
             "HUB_CHANNEL_LAYER": channel_layer,
             "HUB_MQTT_URL": self.login_url("bridge"),
             "HUB_BROKER_AUTH_DIR": str(self.mosquitto.auth_dir),
-            "HUB_MQTT_CLIENT_ID": self.bridge_client_id,
+            "HUB_BRIDGE_ID": "bench-0",
             "HUB_BRIDGE_STATS_INTERVAL": "5",
             "HUB_BRIDGE_METRICS_PORT": str(self.bridge_metrics_port),
             "HUB_DATA_DIR": str(self.workdir),
@@ -262,16 +258,15 @@ class Stack:
             self.meter.forget(bridge.name)
             bridge.stop()
 
-    def add_bridges(self, count, shared_group="bench"):
-        """`count` more bridges beside the first (MAX_BRIDGES in all), all in one shared
-        subscription group, each with a broker login, heartbeat and metrics port of its own;
-        started with start_bridge()."""
-        self.env["HUB_MQTT_SHARED_GROUP"] = shared_group
+    def add_bridges(self, count):
+        """`count` more bridges beside the first, in its shared subscription group, each with an
+        id, heartbeat and metrics port of its own; started with start_bridge()."""
         for number in range(len(self.bridges), len(self.bridges) + count):
             name = f"bridge-{number}"
             port = free_port()
-            # The broker takes a client's username as its client id: a login of its own each.
-            env = {**self.env, "HUB_MQTT_URL": self.login_url(name), "HUB_MQTT_CLIENT_ID": f"{self.bridge_client_id}-{number}",
+            # Its own id: from it the bridge derives its broker account (so its own session: the
+            # broker takes a client's username as its client id) and its lease.
+            env = {**self.env, "HUB_BRIDGE_ID": f"bench-{number}",
                    "HUB_BRIDGE_METRICS_PORT": str(port), "HUB_BRIDGE_HEARTBEAT_FILE": str(self.workdir / f"{name}.heartbeat")}
             bridge = HubProcess(name, [sys.executable, "manage.py", "runbridge"], env, self.workdir / f"{name}.log")
             self.bridges.append(bridge)
