@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.utils import timezone
 
+from alarms.evaluate import AlarmEvaluator
 from bridge import metrics, protocol
 from bridge.broker_auth_sync import BrokerAuthSync
 from bridge.clock import ReceiveClock
@@ -134,6 +135,7 @@ class Bridge:
         self._live_task = None
         self._background = set()
         self.live = LiveSender(channel_layer, events.LIVE_GROUP, self.counts)
+        self.alarms = AlarmEvaluator(self.live.publish)
         self._store_failures = 0  # flushes failed in a row
         self._swept_at = time.monotonic()  # when the command sweep last completed a pass
         self._stall = None  # why the heartbeat is not touched, while it is not
@@ -188,6 +190,7 @@ class Bridge:
             start_supervised("flush_loop", self._flush_forever),
             start_supervised("command_sweep", self._sweep_commands_forever),
             start_supervised("stats_reporter", self._report_forever),
+            *self.alarms.start(),
         ]
         self._live_task = start_supervised("live_sender", self.live.run, finished=lambda: self.live.closing)
         if self.heartbeat_path:
@@ -204,6 +207,7 @@ class Bridge:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             await self._flush()
+        await self.alarms.drain(timeout=2)
         if self._background:
             await asyncio.wait(self._background, timeout=5)
         if self._live_task is not None:
@@ -409,6 +413,7 @@ class Bridge:
             # One message for the whole part, however many devices it holds.
             frames = [events.readings_frame(device_id, seq, samples[device_id]) for device_id, seq in seqs.items()]
             self.live.publish(events.readings_event(frames))
+            self.alarms.readings_stored(samples, seqs)
 
     # Status and commands.
 
