@@ -9,6 +9,7 @@ from django.utils import timezone
 from alarms.models import Alarm, AlarmChange, AlarmRule, PendingCondition
 from telemetry.models import Reading
 from tests.conftest import PASSWORD, running_hub
+from tests.test_faults import second_bridge, stored_by
 from tests.live import Device, execute_sql, unique_id, wait_until
 
 pytestmark = [pytest.mark.live, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -180,3 +181,37 @@ def test_evaluation_that_fails_stops_no_reading_and_carries_on(hub, device, owne
     assert Reading.objects.filter(device=device).count() == 21
     sensor.go_offline()
     other.go_offline()
+
+
+def test_two_bridges_and_a_restart_make_one_alarm_at_a_time_and_miss_no_clear(hub, device, owner):
+    other = second_bridge(hub, "second-bridge")
+    try:
+        bridges = [hub.bridge, other]
+        rule = make_rule(hub, owner, [device], bridges, kind="threshold", key="temp", op=">", value=80)
+        held = make_rule(hub, owner, [device], bridges, kind="threshold", key="hum", op=">", value=50, for_seconds=1)
+        sensor = Device(hub.mqtt_url, device.id, device.mqtt_password).connect()
+        ts = now_ms()
+        for offset in range(40):
+            sensor.send_reading({"temp": 81 + offset % 5}, ts=ts + offset)
+        wait_until(lambda: Alarm.objects.filter(rule=rule, count=40).exists(), message="40 crossings on one alarm")
+        wait_until(lambda: stored_by(hub.bridge) and stored_by(other), message="both bridges storing readings")
+
+        # Breaches and ends in turn, split between the bridges, the last one an end.
+        for offset in range(40):
+            sensor.send_reading({"temp": 70 if offset % 2 else 90}, ts=ts + 100 + offset)
+        wait_until(lambda: Reading.objects.filter(device=device, key="temp").count() == 80, message="all stored")
+        wait_until(lambda: not Alarm.objects.filter(rule=rule, state="active").exists(), message="the last end clearing")
+
+        # The condition noted, then one bridge restarted before for_seconds runs out: one alarm.
+        sensor.send_reading({"hum": 60}, ts=now_ms())
+        wait_until(lambda: PendingCondition.objects.filter(rule=held).exists(), message="the condition noted")
+        hub.bridge.stop()
+        hub.start_bridge()
+        wait_until(lambda: Alarm.objects.filter(rule=held).exists(), message="the held condition raising")
+        for offset in range(10):
+            sensor.send_reading({"temp": 85, "hum": 70}, ts=now_ms() + offset)
+        wait_until(lambda: Alarm.objects.filter(rule=rule, state="active", count=10).exists(), message="a new alarm counting")
+        assert Alarm.objects.filter(rule=held).count() == 1
+        sensor.go_offline()
+    finally:
+        other.stop()
