@@ -67,18 +67,17 @@ def raise_due(rule, device_id, since, value):
     return None
 
 
-def threshold_state(rule_ids):
-    """({(rule id, device id): (alarm id, last_at ms)} of active alarms,
-    {(rule id, device id): (since, value)} of pending conditions) of these rules."""
+def threshold_state():
+    """({(rule id, device id): (alarm id, last_at ms)} of active threshold alarms,
+    {(rule id, device id): (since, value)} of pending conditions): a few rows, read often."""
     active = {
         (rule_id, device_id): (alarm_id, to_ms(last_at))
-        for alarm_id, rule_id, device_id, last_at in Alarm.objects.filter(state=ACTIVE, rule_id__in=rule_ids)
+        for alarm_id, rule_id, device_id, last_at in Alarm.objects.filter(state=ACTIVE, rule__kind=AlarmRule.Kind.THRESHOLD)
         .values_list("pk", "rule_id", "device_id", "last_at")
     }
     pending = {
         (rule_id, device_id): (since, value)
-        for rule_id, device_id, since, value in PendingCondition.objects.filter(rule_id__in=rule_ids)
-        .values_list("rule_id", "device_id", "since", "value")
+        for rule_id, device_id, since, value in PendingCondition.objects.values_list("rule_id", "device_id", "since", "value")
     }
     return active, pending
 

@@ -56,14 +56,20 @@ class Summary:
 def summarize(rule, samples):
     """A Summary of `samples` (objects with `ts` and a `values` dict) for `rule`, or None when
     none of them carries a number for its key."""
-    readings = []
-    for sample in samples:
-        value = number(sample.values.get(rule.key))
-        if value is not None:
-            readings.append((sample.ts, value))
-    if not readings:
-        return None
-    readings.sort(key=lambda reading: reading[0])
+    if len(samples) == 1:  # most flushes hold one message of a device, of one instant
+        value = number(samples[0].values.get(rule.key))
+        if value is None:
+            return None
+        readings = ((samples[0].ts, value),)
+    else:
+        readings = []
+        for sample in samples:
+            value = number(sample.values.get(rule.key))
+            if value is not None:
+                readings.append((sample.ts, value))
+        if not readings:
+            return None
+        readings.sort(key=lambda reading: reading[0])
     summary = Summary()
     for ts, value in readings:
         verdict = rule.verdict(value)

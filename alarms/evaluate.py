@@ -183,11 +183,10 @@ class AlarmEvaluator:
     async def _reload(self, changes_to_make):
         """Takes the database's word on active threshold alarms and pending conditions (another
         bridge may have changed them), and ends those that readings seen here ended."""
-        rule_ids = [rule_id for rule_id, rule in self.rules.by_id.items() if rule.kind == "threshold"]
-        if not rule_ids:
+        if not self.rules.thresholds:
             self.active, self.pending = {}, {}
             return
-        self.active, self.pending = await database_sync_to_async(changes.threshold_state)(rule_ids)
+        self.active, self.pending = await database_sync_to_async(changes.threshold_state)()
         for pair, (_, last_at) in self.active.items():
             if self.ended.get(pair, 0) > last_at:
                 changes_to_make.append(("clear", pair, self.ended[pair]))
