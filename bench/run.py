@@ -246,7 +246,8 @@ def drain_ours(stack, backlog):
 def scenario_alarms(stack, backlog, rounds):
     """The ceiling of our bridge without alarm rules and with a threshold rule on every device,
     alternated `rounds` times in one run; the rules are never met, so this is evaluation's cost."""
-    rates = {"rules": stack.devices, "none": [], "rules_on_every_device": []}
+    rates = {"rules": stack.devices, "none": [], "rules_on_every_device": [],
+             "bridge_cpu_percent": {"none": [], "rules_on_every_device": []}}
     for round_number in range(rounds):
         for name, rules in (("none", ["--remove"]), ("rules_on_every_device", ["--devices", str(stack.devices)])):
             log(f"alarms: round {round_number + 1}, {name}: queueing {backlog:,} readings, then our bridge drains them")
@@ -254,7 +255,9 @@ def scenario_alarms(stack, backlog, rounds):
             stack.run_python("-m", "bench.alarm_rules", *rules)
             for process in publishers(stack, 20_000, backlog / 20_000, stack.devices):
                 finish(process, 300)
-            rates[name].append(drain_ours(stack, backlog)["readings_per_s"])
+            drained = drain_ours(stack, backlog)
+            rates[name].append(drained["readings_per_s"])
+            rates["bridge_cpu_percent"][name].append(drained["resources"].get("bridge", {}).get("cpu_percent"))
     stack.run_python("-m", "bench.alarm_rules", "--remove")
     if all(rates["none"]):
         rates["with_vs_without"] = round(sum(rates["rules_on_every_device"]) / sum(rates["none"]), 2)
@@ -386,8 +389,10 @@ def report(results):
         print(f"naive bridge: {naive.get('delivered', 0):,} of the {naive['drained']:,} readings it drained reached its dashboards")
     if "alarms" in results:
         alarms = results["alarms"]
-        print(f"alarms: ours without rules {alarms['none']} readings/s, with {alarms['rules']:,} threshold rules "
-              f"{alarms['rules_on_every_device']}: {alarms.get('with_vs_without')} of it")
+        cpu = alarms["bridge_cpu_percent"]
+        print(f"alarms: ours without rules {alarms['none']} readings/s (bridge at {cpu['none']}% of a core), with "
+              f"{alarms['rules']:,} threshold rules {alarms['rules_on_every_device']} ({cpu['rules_on_every_device']}%): "
+              f"{alarms.get('with_vs_without')} of it")
     if "page" in results:
         page = results["page"]
         print(f"fleet page: {page['rows']:,} rows updating every second, {page['frames_per_s']} frames/s, "
