@@ -44,13 +44,14 @@ class AlarmEvaluator:
         self.counts = Counter()  # flushes evaluated and dropped, changes made, failures
         self._flushes = deque()
         self._ready = asyncio.Event()
+        self._rules_loaded = asyncio.Event()  # flushes stored before the first load wait for it
         self.active = {}  # (rule id, device id) -> (alarm id, last_at ms) of threshold alarms
         self.pending = {}  # (rule id, device id) -> (since ms, value) of conditions short of for_seconds
         self.ended = {}  # (rule id, device id) -> newest reading here that ends its alarm
         self.unmet = {}  # (rule id, device id) -> newest reading here that does not meet its rule
         self.crossings = {}  # (rule id, device id) -> [count, value, ts] to add to its active alarm
-        self._checked = self._loaded = self._reloaded = 0.0
-        self._forgotten = time.monotonic()
+        self._rules_checked_at = self._rules_read_at = self._state_read_at = 0.0
+        self._forgotten_at = time.monotonic()
 
     def start(self):
         """The evaluator's supervised tasks; alarm frames of this process go out through the
@@ -62,11 +63,15 @@ class AlarmEvaluator:
 
     def readings_stored(self, samples, device_ids):
         """The flush's hook: queues the stored samples ({device id: samples}) of the devices
-        that have threshold rules. Constant work per device, no database, never raises."""
+        that have threshold rules (all of them, until the rules are first loaded). Constant work
+        per device, no database, never raises."""
         thresholds = self.rules.thresholds
-        if not thresholds:
-            return
-        flush = [(device_id, samples[device_id]) for device_id in device_ids if device_id in thresholds]
+        if self._rules_loaded.is_set():
+            if not thresholds:
+                return
+            flush = [(device_id, samples[device_id]) for device_id in device_ids if device_id in thresholds]
+        else:
+            flush = [(device_id, samples[device_id]) for device_id in device_ids]
         if not flush:
             return
         if len(self._flushes) >= MAX_WAITING_FLUSHES:
@@ -79,7 +84,7 @@ class AlarmEvaluator:
         """Evaluates what waits, for at most `timeout` seconds (the bridge is stopping)."""
         try:
             async with asyncio.timeout(timeout):
-                while self._flushes:
+                while self._flushes and self._rules_loaded.is_set():
                     await self._evaluate_one()
         except TimeoutError:
             logger.warning("stopping: %d flushes left unevaluated", len(self._flushes))
@@ -87,6 +92,7 @@ class AlarmEvaluator:
     # Thresholds, on each flush.
 
     async def _evaluate_forever(self):
+        await self._rules_loaded.wait()
         while True:
             await self._ready.wait()
             self._ready.clear()
@@ -150,25 +156,26 @@ class AlarmEvaluator:
             await asyncio.sleep(max(0.0, TICK_SECONDS - (time.monotonic() - started)))
 
     async def _tick(self, now):
-        if now - self._checked >= RULES_SECONDS:
-            self._checked = now
+        if now - self._rules_checked_at >= RULES_SECONDS:
+            self._rules_checked_at = now
             version = await database_sync_to_async(rules_version)()
-            if version != self.rules.version or now - self._loaded >= RULES_MAX_AGE_SECONDS:
+            if version != self.rules.version or now - self._rules_read_at >= RULES_MAX_AGE_SECONDS:
                 self.rules = await database_sync_to_async(load_rules)()
-                self._loaded = now
+                self._rules_read_at = now
+                self._rules_loaded.set()
                 logger.info("alarm rules loaded: %d, thresholds on %d devices",
                              len(self.rules.by_id), len(self.rules.thresholds))
         if not self.rules.by_id:
             return
         changes_to_make = []
-        if now - self._reloaded >= STATE_SECONDS:
-            self._reloaded = now
+        if now - self._state_read_at >= STATE_SECONDS:
+            self._state_read_at = now
             await self._reload(changes_to_make)
             if self.rules.timed:
                 raised, cleared = await database_sync_to_async(changes.check_timed)(self.rules.timed, timezone.now())
                 self.counts["raised"] += raised
                 self.counts["cleared"] += cleared
-        if now - self._forgotten >= FORGET_SECONDS:
+        if now - self._forgotten_at >= FORGET_SECONDS:
             self._forget()
         now_ms = int(time.time() * 1000)
         for pair, (since, value) in self.pending.items():
@@ -195,7 +202,7 @@ class AlarmEvaluator:
                 changes_to_make.append(("drop", pair, self.unmet[pair]))
 
     def _forget(self):
-        self._forgotten = time.monotonic()
+        self._forgotten_at = time.monotonic()
         oldest = int((time.time() - FORGET_SECONDS) * 1000)
         self.ended = {pair: ts for pair, ts in self.ended.items() if ts >= oldest}
         self.unmet = {pair: ts for pair, ts in self.unmet.items() if ts >= oldest}
