@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
 
 from channels.db import database_sync_to_async
 from django.utils import timezone
@@ -45,6 +46,9 @@ class AlarmEvaluator:
         self._flushes = deque()
         self._ready = asyncio.Event()
         self._rules_loaded = asyncio.Event()  # flushes stored before the first load wait for it
+        # The timers' frequent reads go through a thread and connection of their own, so they
+        # never wait for, or hold up, the flush in the bridge's database thread.
+        self._reads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alarm-reads")
         self.active = {}  # (rule id, device id) -> (alarm id, last_at ms) of threshold alarms
         self.pending = {}  # (rule id, device id) -> (since ms, value) of conditions short of for_seconds
         self.ended = {}  # (rule id, device id) -> newest reading here that ends its alarm
@@ -158,9 +162,9 @@ class AlarmEvaluator:
     async def _tick(self, now):
         if now - self._rules_checked_at >= RULES_SECONDS:
             self._rules_checked_at = now
-            version = await database_sync_to_async(rules_version)()
+            version = await self._read(rules_version)
             if version != self.rules.version or now - self._rules_read_at >= RULES_MAX_AGE_SECONDS:
-                self.rules = await database_sync_to_async(load_rules)()
+                self.rules = await self._read(load_rules)
                 self._rules_read_at = now
                 self._rules_loaded.set()
                 logger.info("alarm rules loaded: %d, thresholds on %d devices",
@@ -193,13 +197,16 @@ class AlarmEvaluator:
         if not self.rules.thresholds:
             self.active, self.pending = {}, {}
             return
-        self.active, self.pending = await database_sync_to_async(changes.threshold_state)()
+        self.active, self.pending = await self._read(changes.threshold_state)
         for pair, (_, last_at) in self.active.items():
             if self.ended.get(pair, 0) > last_at:
                 changes_to_make.append(("clear", pair, self.ended[pair]))
         for pair, (since, _) in self.pending.items():
             if self.unmet.get(pair, 0) > since:
                 changes_to_make.append(("drop", pair, self.unmet[pair]))
+
+    def _read(self, function):
+        return database_sync_to_async(function, thread_sensitive=False, executor=self._reads)()
 
     def _forget(self):
         self._forgotten_at = time.monotonic()
