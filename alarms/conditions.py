@@ -24,20 +24,24 @@ class Threshold:
     clear_value: float | None
     for_seconds: int
 
+    def __post_init__(self):
+        object.__setattr__(self, "compare", OPERATORS[self.op])
+        object.__setattr__(self, "ends_past", self.value if self.clear_value is None else self.clear_value)
+
     def verdict(self, number):
-        compare = OPERATORS[self.op]
-        if compare(number, self.value):
+        if self.compare(number, self.value):
             return BREACH
-        if self.clear_value is not None and compare(number, self.clear_value):
+        if self.compare(number, self.ends_past):
             return BETWEEN
         return ENDS
 
 
+NUMBERS = (int, float)  # by exact class: a boolean is an int to isinstance(), not here
+
+
 def number(value):
     """`value` as a float if it is a number a threshold can judge, else None."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
+    return float(value) if value.__class__ in NUMBERS else None
 
 
 @dataclass

@@ -4,7 +4,8 @@ An alarm frame takes the road of status and command frames (telemetry.events): o
 the live group, which each web process's relay hands to the sockets watching the device, and
 only to them (a socket watches only devices its user may see). In the bridge, frames go through
 its LiveSender, beside its work; elsewhere (the API's acknowledge and clear) straight to the
-channel layer. Like every live frame, at most once: a dashboard that missed one reads the API.
+channel layer (from a sync view under daphne, async_to_sync runs the send on daphne's own loop
+and its layer connections). Like every live frame, at most once: a dashboard that missed one reads the API.
 """
 import logging
 
