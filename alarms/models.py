@@ -148,6 +148,24 @@ class AlarmChange(models.Model):
         return f"{self.event} at {self.at:%Y-%m-%d %H:%M:%S}"
 
 
+class PendingCondition(models.Model):
+    """A threshold rule's condition holding on a device, not yet for the rule's `for_seconds`.
+
+    Kept in the database so that every bridge, and a restarted one, sees when it started: the
+    bridge whose timer finds it due deletes it and raises the alarm, and one whose readings
+    say the condition ended (a reading newer than `since`) deletes it. Both are conditional,
+    so two bridges never raise twice or keep a condition that ended.
+    """
+
+    rule = models.ForeignKey(AlarmRule, on_delete=models.CASCADE, related_name="+")
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="+")
+    since = models.BigIntegerField(help_text="Epoch ms of the first reading of the run that meets the condition.")
+    value = models.JSONField(null=True, help_text="That reading's value.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["rule", "device"], name="one_pending_condition_per_rule_and_device")]
+
+
 class Notification(models.Model):
     """One message to one destination, kept until delivered or given up on, so a restart loses
     none. A digest carries several alarm changes in one message."""

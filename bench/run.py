@@ -43,6 +43,7 @@ FULL = {
     "fanout": (200, 20),
     "page_seconds": 10,
     "idle_sockets": 2_000,
+    "alarm_rounds": 2,
 }
 QUICK = {
     "backlog": 3_000,
@@ -53,6 +54,7 @@ QUICK = {
     "fanout": (5, 3),
     "page_seconds": 2,
     "idle_sockets": 50,
+    "alarm_rounds": 1,
 }
 VALUES_PER_READING = 3  # bench.publisher sends temp, hum and pub
 # The load every machine must carry at p99 <= 250 ms to dashboards, as a share of the same run's
@@ -231,6 +233,16 @@ def scenario_ceiling(stack, backlog, naive_seconds):
     finally:
         stack.stop_naive()
     log("ceiling: our bridge drains the backlog, storing every reading")
+    rates["ours"] = drain_ours(stack, backlog)
+    ours = rates["ours"]["readings_per_s"] or 0
+    for name in ("raw", "naive"):
+        if rates[name]["readings_per_s"]:
+            rates[f"ours_vs_{name}"] = round(ours / rates[name]["readings_per_s"], 2)
+    return rates
+
+
+def drain_ours(stack, backlog):
+    """Starts our bridge on a backlog queued while it was stopped; its drain rate, storing every reading."""
     watch = StorageWatch(stack)
     stack.start_bridge()
     started = time.time()  # the bridge is connected: it drains from here
@@ -238,11 +250,27 @@ def scenario_ceiling(stack, backlog, naive_seconds):
     stored = watch.wait_for(backlog * VALUES_PER_READING) // VALUES_PER_READING
     # From connecting to the last stored row, seen by polling every 0.1 s.
     elapsed = max(watch.last_change - started, 0.1)
-    rates["ours"] = {"drained": stored, "readings_per_s": round(stored / elapsed), "resources": resources(stack, before, elapsed)}
-    ours = rates["ours"]["readings_per_s"] or 0
-    for name in ("raw", "naive"):
-        if rates[name]["readings_per_s"]:
-            rates[f"ours_vs_{name}"] = round(ours / rates[name]["readings_per_s"], 2)
+    return {"drained": stored, "readings_per_s": round(stored / elapsed), "resources": resources(stack, before, elapsed)}
+
+
+def scenario_alarms(stack, backlog, rounds):
+    """The ceiling of our bridge without alarm rules and with a threshold rule on every device,
+    alternated `rounds` times in one run; the rules are never met, so this is evaluation's cost."""
+    rates = {"rules": stack.devices, "none": [], "rules_on_every_device": [],
+             "bridge_cpu_percent": {"none": [], "rules_on_every_device": []}}
+    for round_number in range(rounds):
+        for name, rules in (("none", ["--remove"]), ("rules_on_every_device", ["--devices", str(stack.devices)])):
+            log(f"alarms: round {round_number + 1}, {name}: queueing {backlog:,} readings, then our bridge drains them")
+            stack.stop_bridge()
+            stack.run_python("-m", "bench.alarm_rules", *rules)
+            for process in publishers(stack, 20_000, backlog / 20_000, stack.devices):
+                finish(process, 300)
+            drained = drain_ours(stack, backlog)
+            rates[name].append(drained["readings_per_s"])
+            rates["bridge_cpu_percent"][name].append(drained["resources"].get("bridge", {}).get("cpu_percent"))
+    stack.run_python("-m", "bench.alarm_rules", "--remove")
+    if all(rates["none"]):
+        rates["with_vs_without"] = round(sum(rates["rules_on_every_device"]) / sum(rates["none"]), 2)
     return rates
 
 
@@ -378,6 +406,12 @@ def report(results):
         print(f"ours / raw ceiling: {ceiling.get('ours_vs_raw')}   ours / naive bridge: {ceiling.get('ours_vs_naive')}")
         naive = ceiling["naive"]
         print(f"naive bridge: {naive.get('delivered', 0):,} of the {naive['drained']:,} readings it drained reached its dashboards")
+    if "alarms" in results:
+        alarms = results["alarms"]
+        cpu = alarms["bridge_cpu_percent"]
+        print(f"alarms: ours without rules {alarms['none']} readings/s (bridge at {cpu['none']}% of a core), with "
+              f"{alarms['rules']:,} threshold rules {alarms['rules_on_every_device']} ({cpu['rules_on_every_device']}%): "
+              f"{alarms.get('with_vs_without')} of it")
     if "page" in results:
         page = results["page"]
         print(f"fleet page: {page['rows']:,} rows updating every second, {page['frames_per_s']} frames/s, "
@@ -454,6 +488,7 @@ def main():
         "page": lambda stack: scenario_page(stack, sizes["page_seconds"]),
         "idle": lambda stack: scenario_idle(stack, sizes["idle_sockets"]),
         "soak": lambda stack: scenario_soak(stack, args.soak),
+        "alarms": lambda stack: scenario_alarms(stack, sizes["backlog"], sizes["alarm_rounds"]),
     }
     if args.soak:
         scenarios.add("soak")

@@ -18,6 +18,7 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from alarms.notify_worker import Notifier
+from alarms.evaluate import AlarmEvaluator
 from bridge import metrics, protocol
 from bridge.broker_auth_sync import BrokerAuthSync
 from bridge.clock import ReceiveClock
@@ -149,6 +150,7 @@ class Bridge:
         self._background = set()
         self.live = LiveSender(channel_layer, events.LIVE_GROUP, self.counts)
         self.upkeep = Upkeep()
+        self.alarms = AlarmEvaluator(self.live.publish)
         self._store_failures = 0  # flushes failed in a row
         self._swept_at = time.monotonic()  # when the command sweep last completed a pass
         self._stall = None  # why the heartbeat is not touched, while it is not
@@ -223,6 +225,7 @@ class Bridge:
             start_supervised("rollups", self.upkeep.roll_up_forever),
             start_supervised("retention", self.upkeep.retain_forever),
             start_supervised("lease_renewal", self.lease.renew_forever),
+            *self.alarms.start(),
         ]
         if self.drainer is not None:
             self._drain_task = start_supervised("peer_drain", self.drainer.run_forever)
@@ -247,6 +250,7 @@ class Bridge:
             # After the flush, which acknowledged what it stored of a session being drained.
             self._drain_task.cancel()
             await asyncio.gather(self._drain_task, return_exceptions=True)
+        await self.alarms.drain(timeout=2)
         if self._background:
             await asyncio.wait(self._background, timeout=5)
         if self._live_task is not None:
@@ -463,6 +467,7 @@ class Bridge:
             # One message for the whole part, however many devices it holds.
             frames = [events.readings_frame(device_id, seq, samples[device_id]) for device_id, seq in seqs.items()]
             self.live.publish(events.readings_event(frames))
+            self.alarms.readings_stored(samples, seqs)
 
     # Status and commands.
 
