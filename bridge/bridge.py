@@ -17,8 +17,8 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.utils import timezone
 
-from alarms.notify_worker import Notifier
 from alarms.evaluate import AlarmEvaluator
+from alarms.notify_worker import Notifier
 from bridge import metrics, protocol
 from bridge.broker_auth_sync import BrokerAuthSync
 from bridge.clock import ReceiveClock
