@@ -9,7 +9,7 @@ from django.utils import timezone
 from alarms.models import Alarm, AlarmChange, AlarmRule, PendingCondition
 from telemetry.models import Reading
 from tests.conftest import PASSWORD, running_hub
-from tests.test_faults import second_bridge, stored_by
+from tests.test_faults import stored_by
 from tests.live import Device, execute_sql, unique_id, wait_until
 
 pytestmark = [pytest.mark.live, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -184,7 +184,7 @@ def test_evaluation_that_fails_stops_no_reading_and_carries_on(hub, device, owne
 
 
 def test_two_bridges_and_a_restart_make_one_alarm_at_a_time_and_miss_no_clear(hub, device, owner):
-    other = second_bridge(hub, "second-bridge")
+    other = hub.another_bridge("second-bridge")
     try:
         bridges = [hub.bridge, other]
         rule = make_rule(hub, owner, [device], bridges, kind="threshold", key="temp", op=">", value=80)
