@@ -4,8 +4,9 @@ then one of the two bridges killed for good.
     python -m bench.scale                      # 60,000-reading backlog, 5,000 readings/s for 20 s
     python -m bench.scale --backlog 3000 --rate 500 --seconds 3 --devices 50    # seconds
 
-For each topology: the drain ceiling (a backlog queued at the broker while the bridges are
-stopped, then drained by them, every reading stored), and readings offered at `--rate` with 10
+First the raw ceiling: a bare paho subscriber drains a backlog. For each topology: the drain
+ceiling (the same backlog queued at the broker while the bridges are stopped, then drained by
+them, every reading stored), and readings offered at `--rate` with 10
 dashboards split over the web processes: publish-to-dashboard p99, and the CPU the hub's
 processes spent per reading. Every bridge is in one shared subscription group, one bridge too,
 so the two topologies differ only in their number of processes. Then, at `--rate` with two
@@ -21,23 +22,34 @@ import sys
 import tempfile
 import time
 
-from bench.run import LOAD_PROCESSES, VALUES_PER_READING, StorageWatch, dashboards, finish, log, merged, publishers, resources
+from bench.run import (
+    LOAD_PROCESSES, VALUES_PER_READING, StorageWatch, dashboards, drain_rate, finish, log, merged, publishers, resources,
+)
 from bench.stack import Stack
 
 WATCHERS = 10
 
 
-def drain_ceiling(stack, backlog):
-    """Readings/s the running bridges store, draining a backlog queued while they were stopped."""
+def drain_ceiling(stack, backlog, raw=False):
+    """Readings/s the running bridges store, draining a backlog queued while they were stopped;
+    with `raw`, first the readings/s a bare paho subscriber drains the same backlog at (the raw
+    ceiling of this run, which every figure here is relative to)."""
+    raw_id = f"{stack.bridge_client_id}-raw"
+    if raw:  # its session, so the broker queues the backlog for it too
+        finish(stack.spawn("-m", "bench.raw_subscriber", "--url", stack.login_url("raw"), "--client-id", raw_id, "--expect", "0"), 60)
     stack.stop_bridge()
     for process in publishers(stack, 20_000, backlog / 20_000, stack.devices):
         finish(process, 300)
+    figures = {}
+    if raw:
+        figures["raw_readings_per_s"] = drain_rate(finish(stack.spawn(
+            "-m", "bench.raw_subscriber", "--url", stack.login_url("raw"), "--client-id", raw_id, "--expect", str(backlog)), 600))["readings_per_s"]
     watch = StorageWatch(stack)
     stack.start_bridge()
     stored = watch.wait_for(backlog * VALUES_PER_READING) // VALUES_PER_READING
     # From the first row stored to the last: the bridges start one after another.
     elapsed = max(watch.last_change - (watch.first_change or watch.last_change), 0.1)
-    return {"backlog": backlog, "stored": stored, "readings_per_s": round(stored / elapsed)}
+    return {**figures, "backlog": backlog, "stored": stored, "readings_per_s": round(stored / elapsed)}
 
 
 def offered_load(stack, urls, rate, seconds):
@@ -63,9 +75,9 @@ def offered_load(stack, urls, rate, seconds):
     }
 
 
-def topology(stack, urls, backlog, rate, seconds):
+def topology(stack, urls, backlog, rate, seconds, raw=False):
     log(f"{len(stack.bridges)} bridge(s), {len(urls)} web process(es): draining {backlog:,} readings")
-    figures = {"bridges": len(stack.bridges), "webs": len(urls), "ceiling": drain_ceiling(stack, backlog)}
+    figures = {"bridges": len(stack.bridges), "webs": len(urls), "ceiling": drain_ceiling(stack, backlog, raw)}
     stack.wait_drained()
     log(f"{len(stack.bridges)} bridge(s), {len(urls)} web process(es): {rate:,} readings/s for {seconds} s")
     figures["load"] = offered_load(stack, urls, rate, seconds)
@@ -117,7 +129,8 @@ def main():
         stack = Stack(workdir, devices=args.devices, database=args.database, log=log)
         try:
             stack.start()
-            results["one"] = topology(stack, [stack.url], args.backlog, args.rate, args.seconds)
+            results["one"] = topology(stack, [stack.url], args.backlog, args.rate, args.seconds, raw=True)
+            results["raw_readings_per_s"] = results["one"]["ceiling"]["raw_readings_per_s"]
             stack.stop_bridge()
             stack.add_bridges(1)
             second_web = stack.add_web()
@@ -126,8 +139,10 @@ def main():
             results["kill"] = kill_one(stack, args.rate, args.seconds)
         finally:
             stack.stop()
+    raw = results["raw_readings_per_s"]
+    print(f"raw ceiling (a bare paho subscriber draining the same backlog): {raw:,} readings/s")
     for name in ("one", "two"):
-        print(describe(results[name]))
+        print(describe(results[name]) + f" ({results[name]['ceiling']['readings_per_s'] / raw:.2f} of raw)")
     kill = results["kill"]
     print(f"one of two bridges killed at {kill['offered_per_s']:,} readings/s: {kill['stored']:,} of {kill['published']:,} "
           f"stored, the last {kill['stored_s_after_kill']} s after the kill ({kill['stored_s_after_last_publish']} s after the last publish)")
