@@ -3,6 +3,7 @@ from django.contrib.auth import get_user_model
 
 from devices.credentials import issue_device_token
 from devices.models import Device
+from tests import postgres_pass
 from tests.live import unique_id
 from tests.servers import MosquittoServer, RedisServer
 
@@ -104,3 +105,17 @@ def running_hub(redis_server, mosquitto_server, workdir, **settings):
 def live_hub(django_db_setup, redis_server, mosquitto_server, tmp_path_factory):
     """The hub, with a small payload limit to test against."""
     yield from running_hub(redis_server, mosquitto_server, tmp_path_factory.mktemp("hub"), max_payload_bytes=4096)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Starts the PostgreSQL pass now, if this session runs it, so it runs beside the rest, and
+    moves the test that waits for it last."""
+    waiting = [item for item in items if item.nodeid == postgres_pass.TEST]
+    if waiting and not config.option.collectonly:
+        items.remove(waiting[0])
+        items.append(waiting[0])
+        postgres_pass.start()
+
+
+def pytest_sessionfinish():
+    postgres_pass.stop()

@@ -21,7 +21,7 @@ from websockets.exceptions import ConnectionClosed
 
 from accounts.tokens import issue_token
 from alarms import lifecycle
-from alarms.models import Alarm, AlarmRule
+from alarms.models import Alarm, AlarmRule, NotificationDestination
 from devices.commands import create_command
 from devices.models import Command
 from hub.api import api
@@ -54,12 +54,13 @@ def world(make_user, make_device, settings):
     token, _ = issue_token(users["owner"], "page")
     rule = make_rule(users["owner"])
     alarm, _ = lifecycle.raise_or_count(rule, DEVICE, crossings=1, last_value=90, at=timezone.now())
+    destination = make_destination(users["owner"])
     return {
         "users": users,
         "tokens": {role: issue_token(user, "matrix")[1] for role, user in users.items()},
         "values": {
             "device_id": DEVICE, "command_id": str(command.pk), "token_id": str(token.pk),
-            "rule_id": str(rule.pk), "alarm_id": str(alarm.pk),
+            "rule_id": str(rule.pk), "alarm_id": str(alarm.pk), "destination_id": str(destination.pk),
         },
     }
 
@@ -70,12 +71,21 @@ def make_rule(owner, pk=None):
     return rule
 
 
+def make_destination(owner, pk=None):
+    return NotificationDestination.objects.create(pk=pk, owner=owner, kind="email", to=["ops@example.com"])
+
+
 # Rows that change what they act on set it back before each role tries: a row's answers then
 # tell who may, not who came first.
 
 def rule_back(world):
     if not AlarmRule.objects.filter(pk=world["values"]["rule_id"]).exists():
         make_rule(world["users"]["owner"], pk=world["values"]["rule_id"])
+
+
+def destination_back(world):
+    if not NotificationDestination.objects.filter(pk=world["values"]["destination_id"]).exists():
+        make_destination(world["users"]["owner"], pk=world["values"]["destination_id"])
 
 
 def unacknowledged(world):
@@ -116,6 +126,12 @@ API = {
     ("GET", "/api/alarms/{alarm_id}/"): (expect(200, 200, 404, 200, 401), None, None),
     ("POST", "/api/alarms/{alarm_id}/acknowledge"): (expect(200, 200, 404, 200, 401), {"comment": "seen"}, unacknowledged),
     ("POST", "/api/alarms/{alarm_id}/clear"): (expect(200, 403, 404, 200, 401), None, active_again),
+    # Notification destinations: each user's own; anyone else's, staff's too, is a 404.
+    ("GET", "/api/notification-destinations/"): (expect(200, 200, 200, 200, 401), None, None),
+    ("POST", "/api/notification-destinations/"): (expect(201, 201, 201, 201, 401), {"kind": "email", "to": ["ops@example.com"]}, None),
+    ("GET", "/api/notification-destinations/{destination_id}/"): (expect(200, 404, 404, 404, 401), None, None),
+    ("GET", "/api/notification-destinations/{destination_id}/deliveries"): (expect(200, 404, 404, 404, 401), None, None),
+    ("DELETE", "/api/notification-destinations/{destination_id}/"): (expect(204, 404, 404, 404, 401), None, destination_back),
     ("PATCH", "/api/devices/{device_id}/retention"): (expect(200, 403, 404, 200, 401), {"raw_days": 7}, None),
 }
 

@@ -71,7 +71,9 @@ def test_a_flooding_socket_gets_rate_limited_then_1008_and_another_socket_goes_o
     with pytest.raises(ConnectionClosed) as closed:
         flood.frame(type="never")
     assert closed.value.rcvd.code == 1008
-    assert [error["code"] for error in flood.seen if error["code"] == "rate_limited"] == ["rate_limited"]
+    # Told first (once per spell over the budget: a slow machine lets the budget refill between
+    # spells, and tells it again), closed at last.
+    assert "rate_limited" in [frame.get("code") for frame in flood.seen]
 
     sensor = Device(live_hub.mqtt_url, device.id, device.mqtt_password).connect()
     sensor.send_reading({"temp": 20.5})
