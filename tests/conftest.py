@@ -107,11 +107,12 @@ def live_hub(django_db_setup, redis_server, mosquitto_server, tmp_path_factory):
     yield from running_hub(redis_server, mosquitto_server, tmp_path_factory.mktemp("hub"), max_payload_bytes=4096)
 
 
+@pytest.hookimpl(trylast=True)  # after -m and -k have deselected
 def pytest_collection_modifyitems(config, items):
     """Starts the PostgreSQL pass now, if this session runs it, so it runs beside the rest, and
     moves the test that waits for it last."""
     waiting = [item for item in items if item.nodeid == postgres_pass.TEST]
-    if waiting and not config.option.collectonly:
+    if waiting and not config.option.collectonly and not postgres_pass.inside():
         items.remove(waiting[0])
         items.append(waiting[0])
         postgres_pass.start()

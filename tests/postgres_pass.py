@@ -12,6 +12,12 @@ from pathlib import Path
 from tests.servers import ROOT, PostgresServer
 
 TEST = "tests/test_postgres.py::test_the_tests_marked_postgres_pass_on_postgresql"
+# Set in the pass's own environment: a pass never starts another.
+INSIDE = "TELEHUB_POSTGRES_PASS"
+
+
+def inside():
+    return os.environ.get(INSIDE) == "1"
 
 
 class PostgresPass:
@@ -28,7 +34,8 @@ class PostgresPass:
                 # --reuse-db keeps the test database, so the test can see the run used this server.
                 [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--reuse-db", "-m", "postgres",
                  "--basetemp", str(self.workdir / "pytest"), "tests/"],
-                cwd=ROOT, env={**os.environ, "HUB_DATABASE_URL": self.server.url}, stdout=output, stderr=subprocess.STDOUT,
+                cwd=ROOT, env={**os.environ, "HUB_DATABASE_URL": self.server.url, INSIDE: "1"},
+                stdout=output, stderr=subprocess.STDOUT,
             )
 
     def wait(self, timeout):
@@ -47,8 +54,10 @@ _started = None
 
 
 def start():
-    """Starts the run, once per session."""
+    """Starts the run, once per session, never from inside one."""
     global _started
+    if inside():
+        raise RuntimeError("the PostgreSQL pass does not start another")
     if _started is None:
         _started = PostgresPass()
         _started.start()
