@@ -81,14 +81,14 @@ def bucketed_series(device, keys, start, end, bucket_seconds, resolution):
     width = bucket_seconds * 1000
     if resolution == "raw":
         rows = Reading.objects.using(settings.READ_DATABASE).filter(
-            device=device, key__in=keys, ts__gte=start, ts__lt=end, kind__in=[ValueKind.NUMBER, ValueKind.BOOLEAN]
+            device_id=device.pk, key__in=keys, ts__gte=start, ts__lt=end, kind__in=[ValueKind.NUMBER, ValueKind.BOOLEAN]
         ).annotate(bucket=F("ts") - Mod(F("ts"), width))
         figures = {"low": Min("num"), "mean": Avg("num"), "high": Max("num"), "count": Count("id")}
     else:
         model = HourRollup if resolution == "hour" else MinuteRollup
-        rows = model.objects.using(settings.READ_DATABASE).filter(device=device, key__in=keys, start__gte=start, start__lt=end).annotate(
-            bucket=F("start") - Mod(F("start"), width)
-        )
+        rows = model.objects.using(settings.READ_DATABASE).filter(
+            device_id=device.pk, key__in=keys, start__gte=start, start__lt=end
+        ).annotate(bucket=F("start") - Mod(F("start"), width))
         figures = {"low": Min("min"), "total": Sum("sum"), "high": Max("max"), "count": Sum("count")}
     points = {key: [] for key in keys}
     for row in rows.values("key", "bucket").annotate(**figures).order_by("key", "bucket"):
