@@ -92,13 +92,21 @@ def test_a_successful_sign_in_clears_its_count(alice):
     assert signed_in(sign_in("alice", PASSWORD, "10.0.0.1"))
 
 
-def test_the_count_ends_with_its_window(alice):
-    now = 1_800_000_000.0  # 900 s windows: this one ends at 1_800_000_000 // 900 * 900 + 900
+def test_the_count_ends_a_window_after_its_first_failure(alice):
+    first = 1_800_000_000.0
     for _ in range(3):
-        signin_limits.record_failure("alice", "10.0.0.1", now)
-    end = (int(now) // WINDOW + 1) * WINDOW
-    assert signin_limits.retry_after("alice", "10.0.0.1", now) == end - int(now)
-    assert signin_limits.retry_after("alice", "10.0.0.1", end) == 0
+        signin_limits.record_failure("alice", "10.0.0.1", first)
+    assert signin_limits.retry_after("alice", "10.0.0.1", first) == WINDOW
+    assert signin_limits.retry_after("alice", "10.0.0.1", first + WINDOW - 1) == 1
+    assert signin_limits.retry_after("alice", "10.0.0.1", first + WINDOW) == 0
+
+
+def test_failures_on_either_side_of_a_clock_boundary_add_up(alice):
+    border = 1_800_000_000.0  # a multiple of the window: where a fixed window would end
+    signin_limits.record_failure("alice", "10.0.0.1", border - 1)
+    signin_limits.record_failure("alice", "10.0.0.1", border - 1)
+    signin_limits.record_failure("alice", "10.0.0.1", border + 1)
+    assert signin_limits.retry_after("alice", "10.0.0.1", border + 1) == WINDOW - 2
 
 
 def test_the_admin_sign_in_is_limited_too(make_user):
