@@ -22,7 +22,7 @@ def legacy_exists():
 def legacy_holds_more_than(count):
     """Whether the legacy table holds more than `count` rows, without counting them all."""
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT count(*) FROM (SELECT 1 FROM {LEGACY} LIMIT %s) AS some", [count + 1])
+        cursor.execute(f"SELECT count(*) FROM (SELECT 1 FROM {LEGACY} LIMIT %s) AS head", [count + 1])
         return cursor.fetchone()[0] > count
 
 
