@@ -21,7 +21,7 @@ def ensure_partitions(start_ms, end_ms):
     """Creates the day partitions covering [start_ms, end_ms) that do not exist yet; returns their names.
 
     A day's rows that reached the DEFAULT partition before its own partition existed (PostgreSQL
-    refuses to create a partition whose rows the DEFAULT holds) are moved into the new one, in
+    refuses to attach a partition whose rows the DEFAULT holds) are moved into the new one, in
     the transaction that creates it."""
     if connection.vendor != "postgresql" or end_ms <= start_ms:
         return []
@@ -78,16 +78,13 @@ def day_partitions(cursor):
 
 
 def _create(cursor, name, start):
+    """Creates a day partition detached, moves into it the DEFAULT's rows of its day, and attaches
+    it: ATTACH locks the table less than CREATE TABLE … PARTITION OF (SHARE UPDATE EXCLUSIVE
+    rather than ACCESS EXCLUSIVE), so flushes into other days go on meanwhile."""
     table = Reading._meta.db_table
-    bounds = f"FOR VALUES FROM ({start}) TO ({start + DAY_MS})"
-    cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {DEFAULT} WHERE ts >= %s AND ts < %s)", [start, start + DAY_MS])
-    if not cursor.fetchone()[0]:
-        cursor.execute(f"CREATE TABLE {name} PARTITION OF {table} {bounds}")
-        return
-    # Filled while detached from the table, then attached: ATTACH checks its rows fit the bounds.
     cursor.execute(f"CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
     cursor.execute(
         f"WITH moved AS (DELETE FROM {DEFAULT} WHERE ts >= %s AND ts < %s RETURNING *) INSERT INTO {name} SELECT * FROM moved",
         [start, start + DAY_MS],
     )
-    cursor.execute(f"ALTER TABLE {table} ATTACH PARTITION {name} {bounds}")
+    cursor.execute(f"ALTER TABLE {table} ATTACH PARTITION {name} FOR VALUES FROM ({start}) TO ({start + DAY_MS})")
