@@ -350,17 +350,15 @@ class Stack:
             self.meter.watch(name, process.pid)
         return process
 
-    def stored_rows(self):
-        """The id of the newest stored reading value: rows only ever get higher ids."""
-        return self._query_one("SELECT COALESCE(MAX(id), 0) FROM telemetry_reading")[0]
-
     def counted_rows(self):
-        """Stored reading values, counted: exact where ids may skip (stored_rows is cheaper)."""
+        """Stored reading values, counted (readings have no id to take the highest of: a scan
+        of the table, whose cost grows with it)."""
         return self._query_one("SELECT COUNT(*) FROM telemetry_reading")[0]
 
     def newest_publish_time(self):
-        """The publish time carried by the newest stored reading, if any."""
-        row = self._query_one("SELECT num FROM telemetry_reading WHERE key = 'pub' ORDER BY id DESC LIMIT 1")
+        """The publish time carried by the newest stored reading, if any: the latest values
+        hold each device's newest."""
+        row = self._query_one("SELECT MAX(num) FROM telemetry_latestvalue WHERE key = 'pub'")
         return row[0] if row else None
 
     def _query_one(self, sql):

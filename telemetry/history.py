@@ -83,7 +83,7 @@ def bucketed_series(device, keys, start, end, bucket_seconds, resolution):
         rows = Reading.objects.using(settings.READ_DATABASE).filter(
             device_id=device.pk, key__in=keys, ts__gte=start, ts__lt=end, kind__in=[ValueKind.NUMBER, ValueKind.BOOLEAN]
         ).annotate(bucket=F("ts") - Mod(F("ts"), width))
-        figures = {"low": Min("num"), "mean": Avg("num"), "high": Max("num"), "count": Count("id")}
+        figures = {"low": Min("num"), "mean": Avg("num"), "high": Max("num"), "count": Count("ts")}
     else:
         model = HourRollup if resolution == "hour" else MinuteRollup
         rows = model.objects.using(settings.READ_DATABASE).filter(

@@ -1,6 +1,7 @@
-"""Readings are stored one row per (device, key, timestamp): narrow rows that bulk-insert fast
-and that the unique index (device, key, ts) serves for "device D, key K, between T1 and T2".
-docs/storage.md explains the choice."""
+"""Readings are stored one row per (device, key, timestamp): narrow rows that bulk-insert fast,
+keyed by (device, key, ts), which serves "device D, key K, between T1 and T2". On PostgreSQL
+the table is partitioned by day of ts, on SQLite clustered by its key (WITHOUT ROWID):
+telemetry/migrations/0003_reading_layout.py builds it, docs/storage.md explains the choice."""
 from django.db import models
 
 from devices.models import Device
@@ -48,11 +49,9 @@ class KeyedValue(models.Model):
 
 
 class Reading(KeyedValue):
-    # No index of its own on device: the unique index below starts with it.
+    # No id: the key is the row's identity, and the only index (no index of its own on device).
+    pk = models.CompositePrimaryKey("device", "key", "ts")
     device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="readings", db_index=False)
-
-    class Meta:
-        constraints = [models.UniqueConstraint(fields=["device", "key", "ts"], name="reading_device_key_ts")]
 
     def __str__(self):
         return f"{self.device_id} {self.key}={self.value!r} @{self.ts}"

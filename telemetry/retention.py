@@ -2,15 +2,17 @@
 
 Each resolution (raw readings, 1-minute and 1-hour rollups) is kept for the device's own
 number of days if it has one (Device.retain_*_days), else the hub's HUB_RETAIN_*_DAYS; 0 keeps
-it forever. Expired rows go in small batches, one key of one device at a time, so a pass never
-holds the database for long (telemetry.upkeep runs it in the bridge). A partitioned layout can
-reimplement expired_series() and delete_expired() by dropping whole partitions.
+it forever. On PostgreSQL raw readings go first by whole day partitions, for the days every
+device's raw retention has passed (drop_expired_days); what is left expired goes in small
+batches, one key of one device at a time, so a pass never holds the database for long
+(telemetry.upkeep runs it in the bridge).
 """
 from dataclasses import dataclass
 
 from django.conf import settings
 
 from devices.models import Device
+from telemetry import partitions
 from telemetry.models import HourRollup, LatestValue, MinuteRollup, Reading, RollupMark
 
 DAY_MS = 86_400_000
@@ -71,7 +73,7 @@ def expired_series(now_ms):
     """(resolution, device id, key, cutoff) for every key of every device whose rows of a
     resolution expire at `now_ms`. Raw rows stay from the oldest minute the rollup job has
     still to compute, so that no minute is rolled up after its readings are gone."""
-    oldest_marked = RollupMark.objects.order_by("minute").values_list("minute", flat=True).first()
+    oldest_marked = oldest_marked_minute()
     keys = {}
     for device_id, key in LatestValue.objects.order_by("device_id", "key").values_list("device_id", "key"):
         keys.setdefault(device_id, []).append(key)
@@ -87,10 +89,35 @@ def expired_series(now_ms):
     return found
 
 
+def oldest_marked_minute():
+    return RollupMark.objects.order_by("minute").values_list("minute", flat=True).first()
+
+
+def raw_floor(now_ms):
+    """The earliest raw cutoff of any device at `now_ms`, and no later than the oldest minute
+    the rollup job has still to compute; None when some device keeps its raw rows forever."""
+    floor = oldest_marked_minute()
+    for overrides in Device.objects.values_list(*DEVICE_FIELDS):
+        before = cutoffs(effective_days(overrides), now_ms).raw
+        if before is None:
+            return None
+        floor = before if floor is None else min(floor, before)
+    return floor
+
+
+def drop_expired_days(now_ms):
+    """Drops the day partitions of raw readings (PostgreSQL) wholly before raw_floor(); returns
+    how many readings they held."""
+    floor = raw_floor(now_ms)
+    return 0 if floor is None else partitions.drop_partitions_before(floor)
+
+
 def delete_expired(resolution, device_id, key, before, limit):
-    """Deletes up to `limit` rows of one key of a device older than `before`; returns how many."""
+    """Deletes the oldest rows, up to `limit`, of one key of a device older than `before`; returns
+    how many. Rows are one per (device, key, time): those up to the limit-th row's time are `limit`."""
     model, column, _ = TABLES[resolution]
-    ids = list(model.objects.filter(device_id=device_id, key=key, **{f"{column}__lt": before}).values_list("pk", flat=True)[:limit])
-    if ids:
-        model.objects.filter(pk__in=ids).delete()
-    return len(ids)
+    expired = model.objects.filter(device_id=device_id, key=key, **{f"{column}__lt": before})
+    last = list(expired.order_by(column).values_list(column, flat=True)[limit - 1:limit])
+    if last:
+        expired = expired.filter(**{f"{column}__lte": last[0]})
+    return expired.delete()[0]

@@ -100,16 +100,20 @@ def marked_count():
     return RollupMark.objects.count()
 
 
-def mark_all_readings(after_id, chunk):
-    """Marks the minutes of the next `chunk` stored readings with an id above `after_id`, for the
-    rollup job to compute (the rollupbackfill command); returns (the last id marked, how many
-    readings), or (None, 0) when none is left."""
-    rows = list(Reading.objects.filter(pk__gt=after_id).order_by("pk").values_list("pk", "device_id", "key", "ts", "kind")[:chunk])
+def mark_all_readings(after, chunk):
+    """Marks the minutes of the next `chunk` stored readings after the (device, key, ts) `after`
+    (None: from the first), for the rollup job to compute (the rollupbackfill command); returns
+    (the (device, key, ts) of the last reading marked, how many readings), or (None, 0) when
+    none is left."""
+    readings = Reading.objects.order_by("pk")
+    if after is not None:
+        readings = readings.filter(pk__gt=after)
+    rows = list(readings.values_list("device_id", "key", "ts", "kind")[:chunk])
     if not rows:
         return None, 0
     with transaction.atomic():
-        mark_touched([row[1:] for row in rows])
-    return rows[-1][0], len(rows)
+        mark_touched(rows)
+    return rows[-1][:3], len(rows)
 
 
 def _only_job():

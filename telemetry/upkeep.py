@@ -1,6 +1,7 @@
 """The history's upkeep, run by the bridge as supervised tasks (hub.tasks): the rollup job, which
-recomputes marked minutes as readings arrive, and retention, which deletes what has expired
-once every RETENTION_EVERY_SECONDS. Both count their progress for the bridge's metrics."""
+recomputes marked minutes as readings arrive, and retention, which once every
+RETENTION_EVERY_SECONDS creates the coming days' partitions (PostgreSQL) and deletes what has
+expired. Both count their progress for the bridge's metrics."""
 import asyncio
 import logging
 import time
@@ -8,7 +9,7 @@ from collections import Counter
 
 from channels.db import database_sync_to_async
 
-from telemetry import retention, rollups
+from telemetry import partitions, retention, rollups
 
 logger = logging.getLogger("telemetry.upkeep")
 
@@ -55,9 +56,13 @@ class Upkeep:
             await asyncio.sleep(RETENTION_EVERY_SECONDS)
 
     async def retention_pass(self):
-        """Deletes every expired row, a small batch per transaction, letting flushes run between."""
+        """Creates the partitions of today and the next AHEAD_DAYS days, drops expired days whole,
+        then deletes every other expired row, a small batch per transaction, letting flushes run between."""
         started = time.monotonic()
-        deleted = Counter()
+        created = await database_sync_to_async(partitions.ensure_ahead)(self.clock())
+        if created:
+            logger.info("created partitions %s", ", ".join(created))
+        deleted = Counter(raw=await database_sync_to_async(retention.drop_expired_days)(self.clock()))
         for resolution, device_id, key, before in await database_sync_to_async(retention.expired_series)(self.clock()):
             while True:
                 count = await database_sync_to_async(retention.delete_expired)(
