@@ -178,5 +178,9 @@ def measure(stack, load, triggers, held, seconds, log=print):
         for target, seen in (("row", rows), ("frame", fleet)):
             histogram, missing = latencies(published, seen, rule_name, after)
             figures[f"{name}_to_{target}"] = {**histogram.summary(), "missing": missing}
+    # Removed with no bridge writing alarms of theirs meanwhile (SQLite checks the foreign keys
+    # of a delete at its commit).
+    stack.stop_bridge()
     stack.run_python("-m", "bench.alarm_rules", "--remove")
+    stack.start_bridge()
     return figures
