@@ -67,22 +67,16 @@ class AlarmEvaluator:
                 start_supervised("alarm_timers", self._tick_forever)]
 
     def readings_stored(self, samples, device_ids):
-        """The flush's hook: queues the stored samples ({device id: samples}) of the devices
-        that have threshold rules (all of them, until the rules are first loaded). Constant work
-        per device, no database, never raises."""
-        thresholds = self.rules.thresholds
-        if self._rules_loaded.is_set():
-            if not thresholds:
-                return
-            flush = [(device_id, samples[device_id]) for device_id in device_ids if device_id in thresholds]
-        else:
-            flush = [(device_id, samples[device_id]) for device_id in device_ids]
-        if not flush:
+        """The flush's hook: queues its stored samples ({device id: samples}) and the devices
+        they are of (neither changed afterwards), unless no device has a threshold rule.
+        Constant work per flush (evaluation looks up each device's rules), no database, never
+        raises."""
+        if self._rules_loaded.is_set() and not self.rules.thresholds:
             return
         if len(self._flushes) >= MAX_WAITING_FLUSHES:
             self._flushes.popleft()
             self.counts["dropped"] += 1
-        self._flushes.append((time.monotonic(), flush))
+        self._flushes.append((time.monotonic(), samples, device_ids))
         self._ready.set()
 
     def stalled(self, seconds):
@@ -115,12 +109,16 @@ class AlarmEvaluator:
                 await self._evaluate_one()
 
     async def _evaluate_one(self):
-        _, flush = self._flushes.popleft()
+        _, stored, device_ids = self._flushes.popleft()
         try:
             changes_to_make = []
             thresholds, active, pending, ended, unmet = self.rules.thresholds, self.active, self.pending, self.ended, self.unmet
-            for device_id, samples in flush:
-                for rule in thresholds.get(device_id, ()):
+            for device_id in device_ids:
+                rules = thresholds.get(device_id)
+                if rules is None:
+                    continue
+                samples = stored[device_id]
+                for rule in rules:
                     if len(samples) == 1:
                         # The common case, inline (it is most of evaluation's cost): one reading
                         # that does not meet a rule with nothing active or pending. The same
