@@ -6,6 +6,8 @@ rule on `heat > 100` that must hold FOR_SECONDS. A background load (bench.publis
 that meet no rule) runs on the devices that get no trigger; meanwhile this process publishes,
 spread over the run, one triggering reading to each of `held` + `triggers` devices, stamped
 with the time it publishes it. It measures, for each alarm raised:
+- to stored (the triggering readings' rows, for comparison): from the reading's publish until
+  its row is in the database, seen the same way;
 - to the row: from the reading's publish (for_seconds: from it running out, the reading's ts
   plus FOR_SECONDS) until the alarm's row is in the database, seen by polling it every
   POLL_SECONDS;
@@ -25,6 +27,8 @@ from bench.stats import Histogram
 from bridge.mqtt import parse_mqtt_url
 
 FOR_SECONDS = 2
+TRIGGER = VALUE + 50.0  # the load's values are 15-25
+STORED = "stored"  # RowWatch.stored's name for a triggering reading stored
 POLL_SECONDS = 0.02
 TRIGGER_ACCOUNT = "load-3"  # bench.stack's last gateway login: bench.run's loads below 30,000/s never take it
 SETTLE_SECONDS = 1.0  # of load before the first trigger
@@ -44,24 +48,27 @@ class FirstSeen:
 
 
 class RowWatch(FirstSeen):
-    """Polls the hub's database for new alarm rows."""
+    """Polls the hub's database for new alarm rows, and in `stored` notes when each triggering
+    reading was stored (whichever rule it is for)."""
 
     def __init__(self, stack):
         super().__init__()
         self.stack = stack
-        rows = stack.new_alarms(0)
-        self.last_id = rows[-1][0] if rows else 0
+        self.stored = FirstSeen()
+        self.last_reading = stack.stored_rows()
+        self.last_alarm = max([0] + [alarm_id for alarm_id, _, _ in stack.new_alarms(0)])
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
         self._thread.start()
 
     def _poll(self):
         while not self._stop.wait(POLL_SECONDS):
-            rows = self.stack.new_alarms(self.last_id)
+            readings, alarms = self.stack.new_readings(self.last_reading, TRIGGER), self.stack.new_alarms(self.last_alarm)
             now = time.time()
-            for alarm_id, device_id, rule_name in rows:
+            for self.last_reading, device_id in readings:
+                self.stored.note(device_id, STORED, now)
+            for self.last_alarm, device_id, rule_name in alarms:
                 self.note(device_id, rule_name, now)
-                self.last_id = alarm_id
 
     def stop(self):
         self._stop.set()
@@ -123,7 +130,7 @@ def publish_triggers(url, plan, seconds):
         time.sleep(max(0.0, started + number * seconds / len(plan) - time.time()))
         connection.read()
         now = time.time()
-        reading = {"ts": int(now * 1000), "values": {key: VALUE + 50}}
+        reading = {"ts": int(now * 1000), "values": {key: TRIGGER}}
         connection.take_id(number)
         connection.write(publish_packet(utf8_string(f"devices/{device_id}/telemetry"), orjson.dumps(reading), 1, number))
         published[(device_id, rule_name)] = int(now * 1000) / 1000
@@ -131,27 +138,31 @@ def publish_triggers(url, plan, seconds):
     return published
 
 
-def latencies(published, seen, rule_name, after):
-    """A Histogram of (seen - published - `after`) in ms for the rule's alarms, and the number
-    of them never seen."""
+def latencies(published, seen, rule_name, after, seen_as=None):
+    """A Histogram of (seen - published - `after`) in ms for the rule's alarms (seen under
+    `seen_as` in place of the rule's name, if given), and the number of them never seen."""
     histogram, missing = Histogram(), 0
     for (device_id, name), at in published.items():
         if name != rule_name:
             continue
-        if (device_id, name) in seen.at:
-            histogram.add((seen.at[(device_id, name)] - at - after) * 1000)
+        key = (device_id, rule_name if seen_as is None else seen_as)
+        if key in seen.at:
+            histogram.add((seen.at[key] - at - after) * 1000)
         else:
             missing += 1
     return histogram, missing
 
 
-def measure(stack, load, triggers, held, seconds, log=print):
-    """Sets the rules (the bridge restarted on them), runs the load and the triggers, and
-    returns the figures."""
+def set_rules(stack, held):
+    """The rules, the bridge restarted on them (it loads them before it judges a reading)."""
     stack.stop_bridge()
     stack.run_python("-m", "bench.alarm_rules", "--devices", str(stack.devices), "--held", str(held),
                      "--for-seconds", str(FOR_SECONDS))
     stack.start_bridge()
+
+
+def measure(stack, load, triggers, held, seconds, log=print):
+    """Runs the load and the triggers on the rules set_rules() made, and returns the figures."""
     plan = plan_triggers(held, triggers)
     quiet = len(plan)  # the devices from here on carry the load
     rows, fleet = RowWatch(stack), FleetSocket(stack)
@@ -174,13 +185,18 @@ def measure(stack, load, triggers, held, seconds, log=print):
     figures = {"rules": stack.devices + held, "load_per_s": load, "triggers": triggers, "held": held,
                "for_seconds": FOR_SECONDS, "row_poll_ms": POLL_SECONDS * 1000,
                "load_published": orjson.loads(out.strip().splitlines()[-1])["published"]}
+    histogram, missing = latencies(published, rows.stored, NAME, 0, seen_as=STORED)
+    figures["reading_to_stored"] = {**histogram.summary(), "missing": missing}
     for name, rule_name, after in (("reading", NAME, 0), ("for_seconds", HELD_NAME, FOR_SECONDS)):
         for target, seen in (("row", rows), ("frame", fleet)):
             histogram, missing = latencies(published, seen, rule_name, after)
             figures[f"{name}_to_{target}"] = {**histogram.summary(), "missing": missing}
-    # Removed with no bridge writing alarms of theirs meanwhile (SQLite checks the foreign keys
-    # of a delete at its commit).
+    return figures
+
+
+def remove_rules(stack):
+    """Removes the rules with no bridge writing alarms of theirs meanwhile (SQLite checks the
+    foreign keys of a delete at its commit)."""
     stack.stop_bridge()
     stack.run_python("-m", "bench.alarm_rules", "--remove")
     stack.start_bridge()
-    return figures

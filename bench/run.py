@@ -47,7 +47,7 @@ FULL = {
     "page_seconds": 10,
     "idle_sockets": 2_000,
     "alarm_rounds": 2,
-    "alarm_latency": {"load": 3_000, "triggers": 200, "held": 20, "seconds": 40},
+    "alarm_latency": {"load": 2_000, "triggers": 200, "held": 20, "seconds": 40},
 }
 QUICK = {
     "backlog": 3_000,
@@ -282,12 +282,14 @@ def scenario_alarms(stack, backlog, rounds):
 def scenario_alarm_latency(stack, sizes):
     """From a triggering reading (or its for_seconds running out) to the alarm's row and its
     frame on a fleet socket, under load: bench.alarm_latency."""
-    from bench.alarm_latency import measure
+    from bench.alarm_latency import measure, remove_rules, set_rules
 
+    set_rules(stack, sizes["held"])
     before = stack.meter.start_interval()
     started = time.time()
     figures = measure(stack, **sizes, log=log)
     figures["resources"] = resources(stack, before, time.time() - started)
+    remove_rules(stack)
     return figures
 
 
@@ -435,7 +437,8 @@ def report(results):
               f"{latency['held']} by for_seconds={latency['for_seconds']} running out, {latency['load_per_s']:,} "
               f"readings/s of load beside (the row seen by polling every {latency['row_poll_ms']:g} ms):")
         measured_rows = [{"scenario": name, **latency[name]}
-                         for name in ("reading_to_row", "reading_to_frame", "for_seconds_to_row", "for_seconds_to_frame")]
+                         for name in ("reading_to_stored", "reading_to_row", "reading_to_frame", "for_seconds_to_row",
+                                      "for_seconds_to_frame")]
         print(table(measured_rows, [("scenario", "from, to"), ("samples", "alarms"), ("missing", "missing"), ("p50_ms", "p50 ms"),
                            ("p95_ms", "p95 ms"), ("p99_ms", "p99 ms"), ("max_ms", "max ms")]))
     if "page" in results:
@@ -500,6 +503,8 @@ def main():
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite",
                         help="the hub's database: SQLite, or a throwaway PostgreSQL cluster (Debian's postgresql)")
     parser.add_argument("--batch-window-ms", type=int, default=None, help="the bridge's HUB_BATCH_WINDOW_MS")
+    parser.add_argument("--alarm-load", type=int, default=None,
+                        help="alarm_latency's background load, readings/s (default 2,000; --quick: 200)")
     parser.add_argument("--out", default="var/bench/results.json")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
@@ -515,7 +520,8 @@ def main():
         "idle": lambda stack: scenario_idle(stack, sizes["idle_sockets"]),
         "soak": lambda stack: scenario_soak(stack, args.soak),
         "alarms": lambda stack: scenario_alarms(stack, sizes["backlog"], sizes["alarm_rounds"]),
-        "alarm_latency": lambda stack: scenario_alarm_latency(stack, sizes["alarm_latency"]),
+        "alarm_latency": lambda stack: scenario_alarm_latency(
+            stack, {**sizes["alarm_latency"], **({"load": args.alarm_load} if args.alarm_load else {})}),
     }
     if args.soak:
         scenarios.add("soak")
