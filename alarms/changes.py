@@ -1,6 +1,7 @@
 """The database side of evaluation: each function one small conditional change or one read,
 run in the bridge's database thread (alarms.evaluate decides which, in memory)."""
 import datetime
+from collections import defaultdict
 
 from django.db import transaction
 from django.db.models import Max, Q
@@ -86,62 +87,88 @@ def threshold_state():
 
 def check_timed(rules, now):
     """Raises the silence and offline alarms whose time has come, and clears those whose
-    device spoke again or came back. Returns the alarms raised and cleared, for the log."""
+    device spoke again or came back: a few queries a pass, however many rules (TimedState).
+    Returns the alarms raised and cleared, for the log."""
+    state = TimedState(rules)
     raised = cleared = 0
     for rule in rules:
-        silent = _quiet_since(rule, now)
-        if not silent:
-            continue
-        # One alarm per quiet spell: the spell's start is the alarm's last_at.
-        known = dict(
-            Alarm.objects.filter(rule=rule, device_id__in=silent).values_list("device_id").annotate(Max("last_at"))
-        )
-        for device_id, since in silent.items():
-            if known.get(device_id) is None or known[device_id] < since:
+        for device_id, since in state.quiet_since(rule, now).items():
+            # One alarm per quiet spell: the spell's start is the alarm's last_at.
+            known = state.last_at.get((rule.id, device_id))
+            if known is None or known < since:
                 raised += lifecycle.raise_new(rule, device_id, at=now, last_at=since) is not None
     by_id = {rule.id: rule for rule in rules}
-    for alarm in Alarm.objects.filter(state=ACTIVE, rule_id__in=by_id).select_related("device"):
-        if _back(by_id[alarm.rule_id], alarm):
-            cleared += lifecycle.clear(alarm.pk, at=now) is not None
+    for alarm_id, rule_id, device_id, last_at in state.active:
+        if state.back(by_id[rule_id], device_id, last_at):
+            cleared += lifecycle.clear(alarm_id, at=now) is not None
     return raised, cleared
 
 
-def _quiet_since(rule, now):
-    """{device id: since when} of the devices in the rule's scope quiet (silent, or offline)
-    for its seconds: since their last reading (of its key, if it has one) or last status, or
-    else since they were registered."""
-    cutoff = now - datetime.timedelta(seconds=rule.seconds)
-    devices = Device.objects.filter(_scope(rule))
-    if rule.kind == AlarmRule.Kind.SILENCE and rule.key:
-        latest = dict(
-            LatestValue.objects.filter(_scope(rule, "device__"), key=rule.key).values_list("device_id", "ts")
+class TimedState:
+    """What the silence and offline rules are judged on, read at once for all of them: their
+    devices as they are now (those a rule names, or else its owner's) and those of their active
+    alarms, the newest value of each key they watch, and the newest alarm of each rule and
+    device."""
+
+    def __init__(self, rules):
+        rule_ids = [rule.id for rule in rules]
+        self.active = list(
+            Alarm.objects.filter(state=ACTIVE, rule_id__in=rule_ids).values_list("pk", "rule_id", "device_id", "last_at")
         )
+        named = set().union(*(rule.device_ids for rule in rules if rule.named_devices))
+        named.update(device_id for _, _, device_id, _ in self.active)
+        owners = {rule.owner_id for rule in rules if not rule.named_devices}
+        self.devices = {}  # device id -> (created, last_seen, online)
+        self.owned = defaultdict(list)  # owner id -> device ids, of the owners of rules with no devices named
+        scope = Q(pk__in=named) | Q(owner_id__in=owners)
+        for device_id, owner_id, *figures in Device.objects.filter(scope).values_list(
+                "pk", "owner_id", "created", "last_seen", "online"):
+            self.devices[device_id] = figures
+            if owner_id in owners:
+                self.owned[owner_id].append(device_id)
+        keys = {rule.key for rule in rules if rule.kind == AlarmRule.Kind.SILENCE and rule.key}
+        self.latest = {
+            (device_id, key): ts
+            for device_id, key, ts in LatestValue.objects.filter(Q(device_id__in=named) | Q(device__owner_id__in=owners),
+                                                                 key__in=keys)
+            .values_list("device_id", "key", "ts")
+        } if keys else {}
+        self.last_at = {
+            (rule_id, device_id): last_at
+            for rule_id, device_id, last_at in Alarm.objects.filter(rule_id__in=rule_ids)
+            .values_list("rule_id", "device_id").annotate(Max("last_at"))
+        }
+
+    def quiet_since(self, rule, now):
+        """{device id: since when} of the devices in the rule's scope quiet (silent, or offline)
+        for its seconds: since their last reading (of its key, if it has one) or last status,
+        or else since they were registered."""
+        cutoff = now - datetime.timedelta(seconds=rule.seconds)
         quiet = {}
-        for device_id, created in devices.values_list("pk", "created"):
-            since = moment(latest[device_id]) if device_id in latest else created
+        for device_id in rule.device_ids if rule.named_devices else self.owned[rule.owner_id]:
+            if device_id not in self.devices:
+                continue  # deleted since the rules were loaded
+            created, last_seen, online = self.devices[device_id]
+            if rule.kind == AlarmRule.Kind.SILENCE and rule.key:
+                ts = self.latest.get((device_id, rule.key))
+                since = created if ts is None else moment(ts)
+            elif rule.kind == AlarmRule.Kind.OFFLINE and online:
+                continue
+            else:
+                since = last_seen or created
             if since < cutoff:
                 quiet[device_id] = since
         return quiet
-    if rule.kind == AlarmRule.Kind.OFFLINE:
-        devices = devices.filter(online=False)
-    devices = devices.filter(Q(last_seen__lt=cutoff) | Q(last_seen=None, created__lt=cutoff))
-    return {device_id: last_seen or created for device_id, last_seen, created in devices.values_list("pk", "last_seen", "created")}
 
-
-def _back(rule, alarm):
-    """Whether the device of a silence or offline alarm has spoken or come back since."""
-    device = alarm.device
-    if rule.kind == AlarmRule.Kind.OFFLINE:
-        return device.online
-    if rule.key:
-        ts = LatestValue.objects.filter(device=device, key=rule.key).values_list("ts", flat=True).first()
-        return ts is not None and ts > to_ms(alarm.last_at)
-    return device.last_seen is not None and device.last_seen > alarm.last_at
-
-
-def _scope(rule, prefix=""):
-    """The rule's devices: those it names, or else its owner's."""
-    if rule.named_devices:
-        return Q(**{f"{prefix}pk__in": rule.device_ids})
-    return Q(**{f"{prefix}owner_id": rule.owner_id})
-
+    def back(self, rule, device_id, last_at):
+        """Whether the device of a silence or offline alarm quiet since `last_at` has spoken or
+        come back since."""
+        if device_id not in self.devices:
+            return False
+        _, last_seen, online = self.devices[device_id]
+        if rule.kind == AlarmRule.Kind.OFFLINE:
+            return online
+        if rule.key:
+            ts = self.latest.get((device_id, rule.key))
+            return ts is not None and ts > to_ms(last_at)
+        return last_seen is not None and last_seen > last_at

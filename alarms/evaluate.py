@@ -55,34 +55,39 @@ class AlarmEvaluator:
         self.unmet = {}  # (rule id, device id) -> newest reading here that does not meet its rule
         self.crossings = {}  # (rule id, device id) -> [count, value, ts] to add to its active alarm
         self._rules_checked_at = self._rules_read_at = self._state_read_at = 0.0
-        self._forgotten_at = time.monotonic()
+        self._forgotten_at = self._ticked_at = time.monotonic()
 
     def start(self):
         """The evaluator's supervised tasks; alarm frames of this process go out through the
         bridge's live sender from now on."""
         loop = asyncio.get_running_loop()
+        self._ticked_at = time.monotonic()
         live.publish_with(lambda event: loop.call_soon_threadsafe(self.publish, event))
         return [start_supervised("alarm_evaluation", self._evaluate_forever),
                 start_supervised("alarm_timers", self._tick_forever)]
 
     def readings_stored(self, samples, device_ids):
-        """The flush's hook: queues the stored samples ({device id: samples}) of the devices
-        that have threshold rules (all of them, until the rules are first loaded). Constant work
-        per device, no database, never raises."""
-        thresholds = self.rules.thresholds
-        if self._rules_loaded.is_set():
-            if not thresholds:
-                return
-            flush = [(device_id, samples[device_id]) for device_id in device_ids if device_id in thresholds]
-        else:
-            flush = [(device_id, samples[device_id]) for device_id in device_ids]
-        if not flush:
+        """The flush's hook: queues its stored samples ({device id: samples}) and the devices
+        they are of (neither changed afterwards), unless no device has a threshold rule.
+        Constant work per flush (evaluation looks up each device's rules), no database, never
+        raises."""
+        if self._rules_loaded.is_set() and not self.rules.thresholds:
             return
         if len(self._flushes) >= MAX_WAITING_FLUSHES:
             self._flushes.popleft()
             self.counts["dropped"] += 1
-        self._flushes.append(flush)
+        self._flushes.append((time.monotonic(), samples, device_ids))
         self._ready.set()
+
+    def stalled(self, seconds):
+        """Why evaluation is not making progress, or None: a timer pass has completed, and no
+        flush has waited to be evaluated, for more than `seconds` (the bridge's heartbeat)."""
+        now = time.monotonic()
+        if now - self._ticked_at > seconds + TICK_SECONDS:
+            return f"the alarm timers have not completed a pass for {now - self._ticked_at:.0f} s"
+        if self._flushes and now - self._flushes[0][0] > seconds:
+            return f"a flush has waited {now - self._flushes[0][0]:.0f} s for alarm evaluation"
+        return None
 
     async def drain(self, timeout):
         """Evaluates what waits, for at most `timeout` seconds (the bridge is stopping)."""
@@ -104,12 +109,16 @@ class AlarmEvaluator:
                 await self._evaluate_one()
 
     async def _evaluate_one(self):
-        flush = self._flushes.popleft()
+        _, stored, device_ids = self._flushes.popleft()
         try:
             changes_to_make = []
             thresholds, active, pending, ended, unmet = self.rules.thresholds, self.active, self.pending, self.ended, self.unmet
-            for device_id, samples in flush:
-                for rule in thresholds.get(device_id, ()):
+            for device_id in device_ids:
+                rules = thresholds.get(device_id)
+                if rules is None:
+                    continue
+                samples = stored[device_id]
+                for rule in rules:
                     if len(samples) == 1:
                         # The common case, inline (it is most of evaluation's cost): one reading
                         # that does not meet a rule with nothing active or pending. The same
@@ -172,6 +181,7 @@ class AlarmEvaluator:
         while True:
             started = time.monotonic()
             await self._tick(started)
+            self._ticked_at = time.monotonic()
             await asyncio.sleep(max(0.0, TICK_SECONDS - (time.monotonic() - started)))
 
     async def _tick(self, now):

@@ -60,6 +60,7 @@ class Notifier:
         self.clock = clock
         # A try's lease: longer than a try can take (connect, send, read, each bounded).
         self.lease = timedelta(seconds=4 * timeout + 30)
+        self.passed_at = time.monotonic()  # when run() last completed a pass
 
     @classmethod
     def from_settings(cls):
@@ -78,6 +79,7 @@ class Notifier:
         executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="notify")
         in_flight = {}  # task -> the notification it tries
         reminded = pruned = float("-inf")
+        self.passed_at = time.monotonic()
         try:
             while True:
                 await self.make_notifications()
@@ -99,6 +101,7 @@ class Notifier:
                         task.result()  # a database error recording a try: the supervisor restarts us
                 else:
                     await asyncio.sleep(self.poll_seconds)
+                self.passed_at = time.monotonic()
         finally:
             for task in in_flight:
                 task.cancel()
@@ -107,6 +110,14 @@ class Notifier:
                 # Due again at once rather than when their lease ends: the next run (or the next
                 # bridge) tries them, even if a try cut short here did reach its receiver.
                 await database_sync_to_async(release)(list(in_flight.values()), self.now())
+
+    def stalled(self, seconds):
+        """Why the notifier is not making progress, or None: it has completed a pass within
+        `seconds` (the bridge's heartbeat)."""
+        since = time.monotonic() - self.passed_at
+        if since > seconds + self.poll_seconds:
+            return f"the alarm notifier has not completed a pass for {since:.0f} s"
+        return None
 
     async def make_notifications(self):
         """Makes the notifications of up to CHANGES_PER_PASS changes, one change at a time."""

@@ -2,7 +2,8 @@
 that returns the other end's answer or raises DeliveryFailed with it.
 
 Both block (http.client, smtplib): the notifier runs them in threads of its own, each network
-step bounded by HUB_NOTIFY_TIMEOUT, and a webhook's whole answer by TRY_TIMEOUTS of them.
+step bounded by HUB_NOTIFY_TIMEOUT, and all after connecting (a webhook's request and answer,
+an email's message and QUIT) by TRY_TIMEOUTS of them.
 
 Webhooks: a JSON POST signed with the destination's secret; redirects are not followed (a 3xx
 is a failure). Unless HUB_WEBHOOK_ALLOW_PRIVATE, a receiver must be on a public address: a URL
@@ -11,6 +12,7 @@ naming a private or loopback address is refused when the destination is made
 to must be public, and the connection goes to the address checked (not to a second lookup that
 DNS rebinding could answer otherwise).
 """
+import contextlib
 import hashlib
 import hmac
 import http.client
@@ -20,7 +22,7 @@ import threading
 import urllib.parse
 
 import orjson
-from django.core.mail import EmailMessage
+from django.core.mail import EmailMessage, get_connection
 
 SIGNATURE_HEADER = "X-Telehub-Signature"
 # A webhook try's deadline after it connects, in HUB_NOTIFY_TIMEOUTs.
@@ -143,17 +145,43 @@ class Webhook:
 
 
 class Email:
-    """Through Django's email backend: the SMTP server and its timeout are HUB_EMAIL_* settings."""
+    """Through Django's email backend (the SMTP server is a HUB_EMAIL_* setting), each network
+    step bounded by the notifier's timeout; and, with the SMTP backend, what follows the
+    connection's opening (the message and QUIT) by TRY_TIMEOUTS of them, as a webhook's answer."""
 
     def __init__(self, destination, timeout, allow_private):
         self.to = list(destination.to)
+        self.timeout = timeout
 
     def send(self, body):
         subject, text = email_text(body)
+        connection = get_connection(timeout=self.timeout)
+        deadline = TRY_TIMEOUTS * self.timeout
+        cutoff = None
+        cut = threading.Event()  # set before the socket is shut, so a step it ends sees it
+
+        def cut_off():
+            cut.set()
+            smtp = connection.connection
+            if smtp is not None and smtp.sock is not None:
+                with contextlib.suppress(OSError):
+                    smtp.sock.shutdown(socket.SHUT_RDWR)
+
         try:
-            EmailMessage(subject, text, to=self.to).send()
+            connection.open()
+            if getattr(connection, "connection", None) is not None:  # an SMTP connection, open
+                cutoff = threading.Timer(deadline, cut_off)
+                cutoff.start()
+            EmailMessage(subject, text, to=self.to, connection=connection).send()
         except OSError as error:  # smtplib's errors are OSErrors too
+            if cut.is_set():
+                raise DeliveryFailed(f"not accepted within {deadline} s") from None
             raise DeliveryFailed(f"{type(error).__name__}: {error}") from None
+        finally:
+            with contextlib.suppress(OSError):  # QUIT, within the deadline too
+                connection.close()
+            if cutoff is not None:
+                cutoff.cancel()
         return f"accepted for {len(self.to)} address{'es' if len(self.to) > 1 else ''}"
 
 

@@ -18,6 +18,9 @@ and says how long that took.
 - page: the fleet page in headless Chromium while the whole fleet reports every second.
 - idle: many idle dashboard sockets on one daphne: memory per socket, idle CPU.
 - soak: memory of every process at minute 2 and at the end.
+- alarms: the ceiling with a threshold rule on every device against none (--only alarms).
+- alarm_latency: from a triggering reading, or its for_seconds running out, to the alarm's row
+  and its frame on a fleet socket, under load (--only alarm_latency; bench.alarm_latency).
 """
 import argparse
 import json
@@ -44,6 +47,7 @@ FULL = {
     "page_seconds": 10,
     "idle_sockets": 2_000,
     "alarm_rounds": 2,
+    "alarm_latency": {"load": 2_000, "triggers": 200, "held": 20, "seconds": 40},
 }
 QUICK = {
     "backlog": 3_000,
@@ -55,6 +59,7 @@ QUICK = {
     "page_seconds": 2,
     "idle_sockets": 50,
     "alarm_rounds": 1,
+    "alarm_latency": {"load": 200, "triggers": 10, "held": 3, "seconds": 3},
 }
 VALUES_PER_READING = 3  # bench.publisher sends temp, hum and pub
 # The load every machine must carry at p99 <= 250 ms to dashboards, as a share of the same run's
@@ -274,6 +279,20 @@ def scenario_alarms(stack, backlog, rounds):
     return rates
 
 
+def scenario_alarm_latency(stack, sizes):
+    """From a triggering reading (or its for_seconds running out) to the alarm's row and its
+    frame on a fleet socket, under load: bench.alarm_latency."""
+    from bench.alarm_latency import measure, remove_rules, set_rules
+
+    set_rules(stack, sizes["held"])
+    before = stack.meter.start_interval()
+    started = time.time()
+    figures = measure(stack, **sizes, log=log)
+    figures["resources"] = resources(stack, before, time.time() - started)
+    remove_rules(stack)
+    return figures
+
+
 def scenario_ingest(stack, rate, seconds, watchers=10):
     log(f"ingest: {rate:,} readings/s offered for {seconds} s, {watchers} dashboards on one device each")
     clients, _ = dashboards(stack, watchers, "device", seconds + 8, devices=stack.devices)
@@ -412,6 +431,16 @@ def report(results):
         print(f"alarms: ours without rules {alarms['none']} readings/s (bridge at {cpu['none']}% of a core), with "
               f"{alarms['rules']:,} threshold rules {alarms['rules_on_every_device']} ({cpu['rules_on_every_device']}%): "
               f"{alarms.get('with_vs_without')} of it")
+    if "alarm_latency" in results:
+        latency = results["alarm_latency"]
+        print(f"alarm latency: {latency['rules']:,} rules, {latency['triggers']} alarms raised by a reading and "
+              f"{latency['held']} by for_seconds={latency['for_seconds']} running out, {latency['load_per_s']:,} "
+              f"readings/s of load beside (the row seen by polling every {latency['row_poll_ms']:g} ms):")
+        measured_rows = [{"scenario": name, **latency[name]}
+                         for name in ("reading_to_stored", "reading_to_row", "reading_to_frame", "for_seconds_to_row",
+                                      "for_seconds_to_frame")]
+        print(table(measured_rows, [("scenario", "from, to"), ("samples", "alarms"), ("missing", "missing"), ("p50_ms", "p50 ms"),
+                           ("p95_ms", "p95 ms"), ("p99_ms", "p99 ms"), ("max_ms", "max ms")]))
     if "page" in results:
         page = results["page"]
         print(f"fleet page: {page['rows']:,} rows updating every second, {page['frames_per_s']} frames/s, "
@@ -449,7 +478,7 @@ def measured(results):
             yield f"ceiling: {name}", ceiling[name]["resources"]
     for item in results.get("ingest", []):
         yield f"ingest {item['offered_per_s']:,}/s", item["resources"]
-    for name in ("fanout", "idle"):
+    for name in ("fanout", "idle", "alarm_latency"):
         if name in results:
             yield name, results[name]["resources"]
 
@@ -474,6 +503,8 @@ def main():
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite",
                         help="the hub's database: SQLite, or a throwaway PostgreSQL cluster (Debian's postgresql)")
     parser.add_argument("--batch-window-ms", type=int, default=None, help="the bridge's HUB_BATCH_WINDOW_MS")
+    parser.add_argument("--alarm-load", type=int, default=None,
+                        help="alarm_latency's background load, readings/s (default 2,000; --quick: 200)")
     parser.add_argument("--out", default="var/bench/results.json")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
@@ -489,6 +520,8 @@ def main():
         "idle": lambda stack: scenario_idle(stack, sizes["idle_sockets"]),
         "soak": lambda stack: scenario_soak(stack, args.soak),
         "alarms": lambda stack: scenario_alarms(stack, sizes["backlog"], sizes["alarm_rounds"]),
+        "alarm_latency": lambda stack: scenario_alarm_latency(
+            stack, {**sizes["alarm_latency"], **({"load": args.alarm_load} if args.alarm_load else {})}),
     }
     if args.soak:
         scenarios.add("soak")

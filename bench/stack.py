@@ -361,12 +361,29 @@ class Stack:
         row = self._query_one("SELECT MAX(num) FROM telemetry_latestvalue WHERE key = 'pub'")
         return row[0] if row else None
 
+    def new_alarms(self, after_id):
+        """(id, device id, rule name) of the alarms raised after alarm `after_id`, oldest first."""
+        return self._query_all(
+            "SELECT a.id, a.device_id, r.name FROM alarms_alarm a JOIN alarms_alarmrule r ON r.id = a.rule_id "
+            f"WHERE a.id > {int(after_id)} ORDER BY a.id"
+        )
+
+    def new_readings(self, after_id, value):
+        """(id, device id) of the reading values equal to `value` stored after row `after_id`."""
+        return self._query_all(
+            f"SELECT id, device_id FROM telemetry_reading WHERE id > {int(after_id)} AND num = {float(value)} ORDER BY id"
+        )
+
     def _query_one(self, sql):
-        """One row of a read on the hub's database, from a connection of its own."""
+        """One row of a read on the hub's database (None if none), from a connection of its own."""
+        rows = self._query_all(sql)
+        return rows[0] if rows else None
+
+    def _query_all(self, sql):
         if self._reader is not None:
-            return self._reader.execute(sql).fetchone()  # psycopg lets threads share it
+            return self._reader.execute(sql).fetchall()  # psycopg lets threads share it
         with sqlite3.connect(f"file:{self.database}?mode=ro", uri=True, timeout=10) as db:
-            return db.execute(sql).fetchone()
+            return db.execute(sql).fetchall()
 
     def stop(self):
         self.meter.stop()

@@ -151,6 +151,7 @@ class Bridge:
         self.live = LiveSender(channel_layer, events.LIVE_GROUP, self.counts)
         self.upkeep = Upkeep()
         self.alarms = AlarmEvaluator(self.live.publish)
+        self.notifier = Notifier.from_settings()
         self._store_failures = 0  # flushes failed in a row
         self._swept_at = time.monotonic()  # when the command sweep last completed a pass
         self._stall = None  # why the heartbeat is not touched, while it is not
@@ -221,7 +222,7 @@ class Bridge:
             start_supervised("flush_loop", self._flush_forever),
             start_supervised("command_sweep", self._sweep_commands_forever),
             start_supervised("stats_reporter", self._report_forever),
-            start_supervised("alarm_notifier", Notifier.from_settings().run),
+            start_supervised("alarm_notifier", self.notifier.run),
             start_supervised("rollups", self.upkeep.roll_up_forever),
             start_supervised("retention", self.upkeep.retain_forever),
             start_supervised("lease_renewal", self.lease.renew_forever),
@@ -600,8 +601,9 @@ class Bridge:
 
     def stalled(self):
         """Why the bridge is not making progress, or None when it is connected to the broker,
-        no reading has waited more than `stall_seconds` to be stored, and the command sweep
-        completed a pass within `stall_seconds`."""
+        no reading has waited more than `stall_seconds` to be stored, and the command sweep,
+        the alarm evaluation's timers and the notifier completed a pass within `stall_seconds`
+        (and no flush has waited as long to be evaluated)."""
         if not self.mqtt.connected.is_set():
             return "not connected to the broker"
         waited = self.oldest_held_age()
@@ -610,7 +612,7 @@ class Bridge:
         since_sweep = time.monotonic() - self._swept_at
         if since_sweep > self.stall_seconds + SWEEP_SECONDS:
             return f"the command sweep has not completed a pass for {since_sweep:.0f} s"
-        return None
+        return self.alarms.stalled(self.stall_seconds) or self.notifier.stalled(self.stall_seconds)
 
     async def _heartbeat_forever(self):
         """Touches the heartbeat file every HEARTBEAT_SECONDS while the bridge makes progress

@@ -101,6 +101,44 @@ class Mailbox:
             raise AssertionError(f"no email within {timeout} s") from None
 
 
+class SlowMailbox(Mailbox):
+    """An SMTP server that takes `rcpt_seconds` to accept each recipient, and never answers the
+    message's data while `data_stalls`."""
+
+    def __init__(self, rcpt_seconds=0.0, data_stalls=False):
+        super().__init__()
+        self.rcpt_seconds = rcpt_seconds
+        self.data_stalls = data_stalls
+        self.released = threading.Event()
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        await asyncio.sleep(self.rcpt_seconds)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.data_stalls:
+            await asyncio.get_running_loop().run_in_executor(None, self.released.wait, TIMEOUT)
+        return await super().handle_DATA(server, session, envelope)
+
+
+@pytest.fixture
+def slow_mailbox(settings):
+    boxes = []
+
+    def start(**options):
+        boxes.append(SlowMailbox(**options))
+        boxes[-1].controller.start()
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", boxes[-1].port
+        return boxes[-1]
+
+    yield start
+    for box in boxes:
+        box.released.set()
+        box.controller.stop()
+
+
 @pytest.fixture
 def receiver():
     receiver = Receiver().start()
@@ -406,6 +444,28 @@ def test_a_receiver_that_answers_a_byte_at_a_time_is_cut_off(owner, device, star
         finally:
             stop.set()
     assert deliveries(target)[0].answer == "no whole answer within 3 s"
+
+
+def test_an_smtp_server_that_stalls_is_given_up_at_the_step_it_stalls_in(owner, device, slow_mailbox, start_notifier):
+    box = slow_mailbox(data_stalls=True)
+    inbox = destination(owner, to=["ops@example.com"])
+    start_notifier(timeout=1)
+    raise_alarm(rule_to(owner, inbox), device.pk, datetime.now(UTC))
+    wait_until(lambda: deliveries(inbox), message="the try given up")
+    assert deliveries(inbox)[0].answer == "SMTPServerDisconnected: Connection unexpectedly closed: timed out"
+    assert box.messages.empty()
+
+
+def test_an_smtp_server_that_answers_each_step_slowly_is_cut_off_at_the_deadline(owner, device, slow_mailbox,
+                                                                                 start_notifier):
+    # Each recipient accepted within the timeout (2 s), all 20 of them not within three (6 s).
+    box = slow_mailbox(rcpt_seconds=0.5)
+    inbox = destination(owner, to=[f"ops-{n}@example.com" for n in range(20)])
+    start_notifier(timeout=2)
+    raise_alarm(rule_to(owner, inbox), device.pk, datetime.now(UTC))
+    wait_until(lambda: deliveries(inbox), message="the try cut off")
+    assert deliveries(inbox)[0].answer == "not accepted within 6 s"
+    assert box.messages.empty()
 
 
 def test_a_redirect_is_not_followed(owner, device, receiver, start_notifier):

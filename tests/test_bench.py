@@ -145,3 +145,23 @@ def test_the_outage_bench_meters_the_bridge_through_a_database_outage_and_checks
     # Nothing is stored while the database is away.
     assert len({sample["stored"] for sample in figures["samples"] if sample["phase"] == "outage"}) == 1
     assert figures["bridge_mib_max_during_outage"] > 0
+
+
+def test_the_alarm_latency_bench_times_each_alarm_to_its_row_and_its_frame(tmp_path):
+    out = tmp_path / "alarm_latency.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--quick", "--only", "alarm_latency", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    latency = json.loads(out.read_text())["alarm_latency"]
+    assert (latency["rules"], latency["triggers"], latency["held"]) == (53, 10, 3)
+    assert latency["load_published"] > 0 and latency["resources"]["bridge"]["cpu_percent"] > 0
+    assert "publisher-0" in latency["resources"]
+    for name, alarms in (("reading_to_stored", 10), ("reading_to_row", 10), ("reading_to_frame", 10),
+                         ("for_seconds_to_row", 3), ("for_seconds_to_frame", 3)):
+        figures = latency[name]
+        assert (figures["samples"], figures["missing"]) == (alarms, 0)
+        assert 0 <= figures["p50_ms"] <= figures["p99_ms"] <= figures["max_ms"]
+    assert "for_seconds_to_frame" in result.stdout
+    assert result.stdout.rstrip().endswith(f"command: python -m bench.run --quick --only alarm_latency --out {out}")

@@ -11,7 +11,9 @@ import orjson
 import psycopg
 import pytest
 from django.conf import settings
+from django.utils import timezone
 
+from alarms.models import Alarm, AlarmChange, AlarmRule
 from devices.models import Command
 from devices.models import Device as RegisteredDevice
 from telemetry.models import Reading
@@ -191,3 +193,29 @@ def test_while_the_database_is_locked_status_messages_wait_at_the_broker_too(sma
     wait_until(lambda: any(line["received"] >= statuses and line["background"] == 0 and line["reading"] == "on"
                            for line in stats(hub, log)), timeout=60, message="every status handled")
     sensor.go_offline()
+
+
+def test_stalled_alarm_tasks_stop_the_heartbeat_until_they_complete_a_pass_again(hub, device, owner):
+    """A bug hit on every pass of the alarm timers, then of the notifier: a rule, then an alarm
+    change, whose time the ORM cannot read (written behind its back, as above)."""
+    database = settings.DATABASES["default"]
+    wait_until(lambda: heartbeat_age(hub) < HEARTBEAT_SECONDS, message="a fresh heartbeat")
+    log = len(hub.bridge.log())
+    rule = AlarmRule.objects.create(owner=owner, name="poison", kind="threshold", key="temp", op=">", value=80)
+    execute_sql(database, f"UPDATE {AlarmRule._meta.db_table} SET changed = %s WHERE id = %s",
+                ["2099-13-01 00:00:00", rule.pk])
+    hub.bridge.wait_for_log(r"task alarm_timers crashed\nTraceback[^\n]*\n(  [^\n]*\n)+ValueError: month must be in 1\.\.12",
+                            start=log)
+    assert "the alarm timers have not completed a pass" in wait_for_heartbeat_stale(hub, log)
+    execute_sql(database, f"UPDATE {AlarmRule._meta.db_table} SET changed = %s WHERE id = %s",
+                [timezone.now().strftime("%Y-%m-%d %H:%M:%S.%f"), rule.pk])
+    wait_for_heartbeat_fresh(hub, log)
+
+    log = len(hub.bridge.log())
+    alarm = Alarm.objects.create(rule=rule, device=device, severity=rule.severity, raised_at=timezone.now())
+    execute_sql(database, f"INSERT INTO {AlarmChange._meta.db_table} (alarm_id, event, comment, at) VALUES (%s, %s, '', %s)",
+                [alarm.pk, "raised", "2099-13-01 00:00:00"])
+    hub.bridge.wait_for_log(r"task alarm_notifier crashed", start=log)
+    assert "the alarm notifier has not completed a pass" in wait_for_heartbeat_stale(hub, log)
+    execute_sql(database, f"DELETE FROM {AlarmChange._meta.db_table} WHERE alarm_id = %s", [alarm.pk])
+    wait_for_heartbeat_fresh(hub, log)
