@@ -55,7 +55,6 @@ class RowWatch(FirstSeen):
         super().__init__()
         self.stack = stack
         self.stored = FirstSeen()
-        self.last_reading = stack.stored_rows()
         self.last_alarm = max([0] + [alarm_id for alarm_id, _, _ in stack.new_alarms(0)])
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
@@ -63,9 +62,9 @@ class RowWatch(FirstSeen):
 
     def _poll(self):
         while not self._stop.wait(POLL_SECONDS):
-            readings, alarms = self.stack.new_readings(self.last_reading, TRIGGER), self.stack.new_alarms(self.last_alarm)
+            stored, alarms = self.stack.devices_whose_latest_is(TRIGGER), self.stack.new_alarms(self.last_alarm)
             now = time.time()
-            for self.last_reading, device_id in readings:
+            for device_id in stored:  # a triggering reading is the newest of its device's key
                 self.stored.note(device_id, STORED, now)
             for self.last_alarm, device_id, rule_name in alarms:
                 self.note(device_id, rule_name, now)

@@ -368,11 +368,11 @@ class Stack:
             f"WHERE a.id > {int(after_id)} ORDER BY a.id"
         )
 
-    def new_readings(self, after_id, value):
-        """(id, device id) of the reading values equal to `value` stored after row `after_id`."""
-        return self._query_all(
-            f"SELECT id, device_id FROM telemetry_reading WHERE id > {int(after_id)} AND num = {float(value)} ORDER BY id"
-        )
+    def devices_whose_latest_is(self, value):
+        """Ids of the devices one of whose keys' newest stored value is `value`, from the latest
+        values: a row per key of a device, however long the history."""
+        rows = self._query_all(f"SELECT DISTINCT device_id FROM telemetry_latestvalue WHERE num = {float(value)}")
+        return [device_id for (device_id,) in rows]
 
     def _query_one(self, sql):
         """One row of a read on the hub's database (None if none), from a connection of its own."""
