@@ -56,22 +56,35 @@ recent_marks = RecentMarks()
 
 def mark_touched(rows, now_ms=None):
     """Marks the minutes of stored rows (device, key, ts, kind, ...) for the rollup job. Given the
-    time, skips those this process marked already in the current minute (RecentMarks). A minute
-    marked already gets a new generation, so a job computing it meanwhile keeps the mark."""
+    time, skips those this process marked already in the current minute (RecentMarks)."""
+    marks = marks_to_write(rows, now_ms)
+    if now_ms is not None:
+        remember_marks(marks)
+    insert_rows(mark_sql(), [(*mark, 1) for mark in marks], ("text", "text", "bigint", "bigint"))
+
+
+def marks_to_write(rows, now_ms=None):
+    """The sorted marks (device, key, minute) of rows (device, key, ts, kind, ...) of rolled kinds;
+    given the time, without those this process wrote already in the current minute."""
     touched = {(device, key, ts - ts % MINUTE_MS) for device, key, ts, kind, *_ in rows if kind in ROLLED_KINDS}
-    if now_ms is None:
-        marks = sorted(touched)
-    else:
-        marks = sorted(recent_marks.unwritten(touched, now_ms))
-        transaction.on_commit(lambda: recent_marks.written(marks))
+    return sorted(touched if now_ms is None else recent_marks.unwritten(touched, now_ms))
+
+
+def remember_marks(marks):
+    """Lets later flushes skip these marks once the transaction writing them commits."""
+    transaction.on_commit(lambda: recent_marks.written(marks))
+
+
+def mark_sql():
+    """The INSERT of marks whose `{rows}` stands for rows (device, key, minute, generation): a
+    minute marked already gets a new generation, so a job computing it meanwhile keeps the mark."""
     quote = connection.ops.quote_name
     table = quote(RollupMark._meta.db_table)
     device, key, minute, generation = map(quote, ("device_id", "key", "minute", "generation"))
-    sql = (
+    return (
         f"INSERT INTO {table} ({device}, {key}, {minute}, {generation}) {{rows}} "
         f"ON CONFLICT ({device}, {key}, {minute}) DO UPDATE SET {generation} = {table}.{generation} + 1"
     )
-    insert_rows(sql, [(*mark, 1) for mark in marks], ("text", "text", "bigint", "bigint"))
 
 
 def roll_up_marked(now_ms, limit):

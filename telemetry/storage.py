@@ -1,4 +1,5 @@
-"""Writing readings: one transaction per flush, a fixed number of statements whatever its size."""
+"""Writing readings: one transaction per flush, a fixed number of statements whatever its size
+(on PostgreSQL, one)."""
 from django.db import connection, transaction
 
 from devices.models import Device
@@ -14,22 +15,73 @@ def store_samples(samples_by_device, received_at):
     unknown devices are not stored. A reading already stored (same device, key and ts) is
     kept as it was, so storing a batch twice stores it once.
     """
+    now_ms = int(received_at.timestamp() * 1000)
     with transaction.atomic():
+        if connection.vendor == "postgresql":
+            return _store_in_one_statement(samples_by_device, received_at, now_ms)
         seqs = _advance_devices(list(samples_by_device), received_at)
-        rows = []
+        rows = _rows({device_id: samples_by_device[device_id] for device_id in seqs})
         newest = {}
-        for device_id in seqs:
-            for sample in samples_by_device[device_id]:
-                for key, value in sample.values.items():
-                    row = (device_id, key, sample.ts, *value_columns(value))
-                    rows.append(row)
-                    known = newest.get((device_id, key))
-                    if known is None or known[2] < sample.ts:
-                        newest[(device_id, key)] = row
+        for row in rows:
+            known = newest.get(row[:2])
+            if known is None or known[2] < row[2]:
+                newest[row[:2]] = row
         _insert_readings(rows)
         _upsert_latest(newest.values())
-        rollups.mark_touched(rows, int(received_at.timestamp() * 1000))
+        rollups.mark_touched(rows, now_ms)
     return seqs
+
+
+def _rows(samples_by_device):
+    """The readings rows (COLUMNS) of samples, in their order."""
+    return [
+        (device_id, key, sample.ts, *value_columns(value))
+        for device_id, samples in samples_by_device.items()
+        for sample in samples
+        for key, value in sample.values.items()
+    ]
+
+
+def _store_in_one_statement(samples_by_device, received_at, now_ms):
+    """On PostgreSQL the flush is one statement of data-modifying CTEs, the rows going as one array
+    per column: one round trip, and the server plans and checks it once (docs/performance.md)."""
+    rows = _rows(samples_by_device)
+    marks = rollups.marks_to_write(rows, now_ms)
+    columns = [list(column) for column in zip(*rows)] or [[] for _ in COLUMNS]
+    mark_columns = [list(column) for column in zip(*marks)] or [[], [], []]
+    with connection.cursor() as cursor:
+        cursor.execute(_one_statement_sql(), [
+            connection.ops.adapt_datetimefield_value(received_at), list(samples_by_device), *columns, *mark_columns,
+        ])
+        seqs = dict(cursor.fetchall())
+    rollups.remember_marks([mark for mark in marks if mark[0] in seqs])
+    return seqs
+
+
+def _one_statement_sql():
+    quote = connection.ops.quote_name
+    table = quote(Device._meta.db_table)
+    pk, seq, last_seen = (quote(Device._meta.get_field(name).column) for name in ("id", "seq", "last_seen"))
+    columns = ", ".join(map(quote, COLUMNS))
+    device, key, ts = (quote(name) for name in COLUMNS[:3])
+    arrays = ", ".join(f"%s::{kind}[]" for kind in POSTGRES_TYPES)
+    readings = _insert_readings_sql().format(rows=f"SELECT {columns} FROM batch")
+    # One row per (device, key), as ON CONFLICT DO UPDATE wants: the newest, the first of equals.
+    latest = _upsert_latest_sql().format(
+        rows=f"SELECT DISTINCT ON ({device}, {key}) {columns} FROM batch ORDER BY {device}, {key}, {ts} DESC, arrival"
+    )
+    marks = rollups.mark_sql().format(
+        rows="SELECT touched.*, 1 FROM unnest(%s::text[], %s::text[], %s::bigint[]) AS touched(device_id, key, minute) "
+             "JOIN counted USING (device_id)"
+    )
+    return (
+        f"WITH counted AS (UPDATE {table} SET {seq} = {seq} + 1, {last_seen} = %s WHERE {pk} = ANY(%s::text[]) "
+        f"RETURNING {pk} AS device_id, {seq} AS seq), "
+        f"batch AS (SELECT flushed.* FROM unnest({arrays}) WITH ORDINALITY AS flushed({columns}, arrival) "
+        f"JOIN counted USING (device_id)), "
+        f"readings AS ({readings}), latest AS ({latest}), marked AS ({marks}) "
+        f"SELECT device_id, seq FROM counted"
+    )
 
 
 # Plain SQL rather than bulk_create: building a model instance per value cost the bridge
@@ -57,21 +109,28 @@ def _advance_devices(ids, received_at):
 
 
 def _insert_readings(rows):
+    insert_rows(_insert_readings_sql(), rows, POSTGRES_TYPES)
+
+
+def _insert_readings_sql():
     """Inserts readings, skipping those stored already (same device, key and ts)."""
     table, columns = _insert_parts(Reading)
-    insert_rows(f"INSERT INTO {table} ({columns}) {{rows}} ON CONFLICT DO NOTHING", rows, POSTGRES_TYPES)
+    return f"INSERT INTO {table} ({columns}) {{rows}} ON CONFLICT DO NOTHING"
 
 
 def _upsert_latest(rows):
+    insert_rows(_upsert_latest_sql(), list(rows), POSTGRES_TYPES)
+
+
+def _upsert_latest_sql():
     """Sets each (device, key)'s latest value unless a newer one is stored already."""
     table, columns = _insert_parts(LatestValue)
     device, key, ts, kind, num, text = (connection.ops.quote_name(name) for name in COLUMNS)
-    sql = (
+    return (
         f"INSERT INTO {table} ({columns}) {{rows}} "
         f"ON CONFLICT ({device}, {key}) DO UPDATE SET {ts} = excluded.{ts}, {kind} = excluded.{kind}, "
         f"{num} = excluded.{num}, {text} = excluded.{text} WHERE excluded.{ts} > {table}.{ts}"
     )
-    insert_rows(sql, list(rows), POSTGRES_TYPES)
 
 
 def _insert_parts(model):
