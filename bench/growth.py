@@ -104,22 +104,27 @@ def fill(stack, sizes, end_ms):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def measure(stack, name, sizes, end_ms, rate=None):
-    """Every figure of one database; the ingest at `rate`, or at RAW_SHARE of this raw ceiling."""
+def measure(stack, figures, save, sizes, end_ms, rate=None):
+    """Every figure of one database into `figures`, saved after each step; the ingest at
+    `rate`, or at RAW_SHARE of this raw ceiling."""
+    name = "full" if rate else "empty"
     log(f"{name}: draining {sizes['backlog']:,} readings, raw and through our bridge")
-    figures = {"ceiling": drain_ceiling(stack, sizes["backlog"], raw=True)}
+    figures["ceiling"] = drain_ceiling(stack, sizes["backlog"], raw=True)
     stack.wait_drained()
+    save()
     rate = rate or round(RAW_SHARE * figures["ceiling"]["raw_readings_per_s"])
     figures["ingest"] = scenario_ingest(stack, rate, sizes["ingest_seconds"])
+    save()
     log(f"{name}: history queries, {sizes['queries']} of each")
     figures["history"] = history_queries(stack, device_ids(sizes["devices"]), end_ms, sizes["queries"])
     values = stack.counted_rows()
     size = disk_bytes(stack)
     figures["disk"] = {"bytes": size, "values": values, "bytes_per_value": round(size / values, 1) if values else None}
+    save()
     raw_days = max(1, sizes["days"] // 3)
     log(f"{name}: a retention pass keeping {raw_days} days raw")
     figures["retention"] = {"raw_days": raw_days, **retention_pass(stack, raw_days)}
-    return figures
+    save()
 
 
 def ratio(full, empty):
@@ -181,20 +186,23 @@ def main():
     keep = {"HUB_RETAIN_RAW_DAYS": str(sizes["days"] + 10)}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save():  # each step's figures kept as soon as it has them: the full size runs for hours
+        out.write_text(json.dumps(results, indent=2))
+
     with tempfile.TemporaryDirectory(prefix="telehub-growth-") as workdir:
         stack = Stack(workdir, devices=sizes["devices"], database=args.database, log=log, settings=keep)
         try:
             stack.start()
-            results["empty"] = measure(stack, "empty", sizes, end_ms)
-            out.write_text(json.dumps(results, indent=2))  # each step's figures kept as soon as it has them
+            measure(stack, results.setdefault("empty", {}), save, sizes, end_ms)
             log(f"fill: {sizes['values']:,} values, {sizes['devices']:,} devices, {sizes['days']} days")
             results["fill"] = fill(stack, sizes, end_ms)
-            out.write_text(json.dumps(results, indent=2))
-            results["full"] = measure(stack, "full", sizes, end_ms, rate=results["empty"]["ingest"]["offered_per_s"])
+            save()
+            measure(stack, results.setdefault("full", {}), save, sizes, end_ms, rate=results["empty"]["ingest"]["offered_per_s"])
         finally:
             stack.stop()
     results["load_after"] = [round(load, 2) for load in os.getloadavg()]
-    out.write_text(json.dumps(results, indent=2))
+    save()
     report(results)
     print(f"\nfigures: {out}\ncommand: {command}")
 
