@@ -21,11 +21,13 @@ import json
 import os
 import random
 import shlex
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from contextlib import closing
 from pathlib import Path
 
 import psycopg
@@ -77,13 +79,17 @@ def history_queries(stack, devices, end_ms, repeats, seed=1):
 
 def disk_bytes(stack):
     """Bytes on disk of the stored history: on PostgreSQL the telemetry tables with their
-    indexes (partitions included), on SQLite the database file and its write-ahead log."""
+    indexes (partitions included); on SQLite the database file and its write-ahead log, after a
+    checkpoint has moved the log into the file (the log's size says how large the latest
+    transactions were, the fill's above all, not how much is stored)."""
     if stack.postgres:
         with psycopg.connect(stack.postgres.url) as connection:
             return int(connection.execute(
                 "SELECT COALESCE(sum(pg_total_relation_size(oid)), 0) FROM pg_class "
                 "WHERE relkind = 'r' AND relname LIKE 'telemetry\\_%'"
             ).fetchone()[0])
+    with closing(sqlite3.connect(stack.database, timeout=60)) as database:
+        database.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return sum(path.stat().st_size for path in (stack.database, Path(f"{stack.database}-wal")) if path.exists())
 
 
