@@ -3,7 +3,7 @@ database and then, in the same run and on the same stack, on one filled with mon
 
     python -m bench.growth                        # 50 million values over 90 days from 1,000 devices
     python -m bench.growth --database postgres    # on a throwaway PostgreSQL cluster
-    python -m bench.growth --quick                # 200,000 values, seconds: what CI runs
+    python -m bench.growth --quick                # 100,000 values of 20 devices, short phases: what CI runs
 
 On each database: the raw ceiling (a bare paho subscriber draining a backlog) and our bridge's
 drain ceiling (bench.scale.drain_ceiling); RAW_SHARE of the empty run's raw ceiling offered for
