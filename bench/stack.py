@@ -136,7 +136,9 @@ class ResourceMeter:
 
 
 class Stack:
-    def __init__(self, workdir, devices, channel_layer="pubsub", batch_window_ms=None, database="sqlite", log=print):
+    def __init__(self, workdir, devices, channel_layer="pubsub", batch_window_ms=None, database="sqlite", log=print,
+                 settings=None):
+        """`settings`: more HUB_* settings for the hub's processes."""
         self.workdir = Path(workdir)
         self.devices = devices
         self.log = log
@@ -176,6 +178,7 @@ class Stack:
         }
         if batch_window_ms is not None:
             self.env["HUB_BATCH_WINDOW_MS"] = str(batch_window_ms)
+        self.env.update(settings or {})
         self.bridge = HubProcess("bridge", [sys.executable, "manage.py", "runbridge"], self.env, self.workdir / "bridge.log")
         self.bridges = [self.bridge]  # more with add_bridges(), each with a metrics port of its own
         self.bridge_metrics_ports = {self.bridge: self.bridge_metrics_port}
