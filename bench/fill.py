@@ -76,11 +76,6 @@ def series_rows(device, key, number, count, start_ms, end_ms, latest):
         latest.append((device, key, ts, "n", num, None))
 
 
-def ensure_storage_for(start_ms, end_ms):
-    """The one place where the readings table is made ready to hold [start_ms, end_ms) before
-    the fill: a table partitioned by day needs its partitions first (ensure_partitions)."""
-
-
 def write_readings(cursor, vendor, rows):
     if vendor == "postgresql":
         with cursor.copy("COPY telemetry_reading (device_id, key, ts, kind, num) FROM STDIN") as copy:
@@ -102,8 +97,10 @@ def fill(devices, values, days, end_ms):
     each group of devices in a transaction with its rollups; returns the figures."""
     from django.db import connection, transaction
 
+    from telemetry.partitions import ensure_partitions
+
     start_ms = end_ms - days * DAY_MS
-    ensure_storage_for(start_ms, end_ms)
+    ensure_partitions(start_ms, end_ms)  # PostgreSQL's day partitions, as the bridge's upkeep makes them
     counts = series_values(values, len(devices) * len(KEYS))
     per_device = max(1, values // len(devices))
     group = max(1, CHUNK_VALUES // per_device)

@@ -71,7 +71,7 @@ def run(stack, rate, before, outage, after, every):
             lock.end()
             phase = "after"
         rss = {name: stack.meter.rss.get(name, 0) for name in ("bridge", "mosquitto")}
-        stored = (stack.counted_rows() - watch.start_rows) // VALUES_PER_READING
+        stored = (stack.stored_values() - watch.start_rows) // VALUES_PER_READING
         samples.append({"s": round(elapsed, 1), "phase": phase, "bridge_mib": mib(rss["bridge"]),
                         "mosquitto_mib": mib(rss["mosquitto"]), "stored": stored})
         if len(samples) == 1 or len(samples) % every == 0:

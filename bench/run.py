@@ -157,11 +157,12 @@ def merged(results):
 
 
 class StorageWatch:
-    """Polls the database while readings flow: rows stored over time, and publish-to-stored latency."""
+    """Polls while readings flow: values stored over time (the bridges' metrics), and
+    publish-to-stored latency (the newest latest value's publish time)."""
 
     def __init__(self, stack):
         self.stack = stack
-        self.start_rows = stack.counted_rows()
+        self.start_rows = stack.stored_values()
         self.latency = Histogram()
         self.last_change = time.time()
         self.first_change = None  # when the first new row was seen
@@ -172,7 +173,7 @@ class StorageWatch:
 
     def _poll(self):
         while not self._stop.wait(0.1):
-            rows = self.stack.counted_rows()
+            rows = self.stack.stored_values()
             now = time.time()
             if rows != self.rows:
                 self.rows, self.last_change = rows, now
@@ -390,7 +391,7 @@ def scenario_soak(stack, minutes, rate=5_000):
 def behind(stack, watch, rate, started, published=None):
     """Readings published and not yet stored: `published`, or what the rate offered by now."""
     offered = published if published is not None else int(rate * (time.time() - started))
-    return max(0, offered - (stack.counted_rows() - watch.start_rows) // VALUES_PER_READING)
+    return max(0, offered - (stack.stored_values() - watch.start_rows) // VALUES_PER_READING)
 
 
 def machine():
