@@ -5,16 +5,14 @@ other tests run on SQLite only."""
 import psycopg
 import pytest
 
-from tests import postgres_pass
+from tests import side_passes
 
 pytestmark = pytest.mark.live
 
 
 def test_the_tests_marked_postgres_pass_on_postgresql():
-    run = postgres_pass.start()  # started already when the session collected this test
-    returncode, output = run.wait(timeout=1800)
-    assert returncode == 0, output[-11000:]
-    assert " passed" in output
+    run = side_passes.started("postgres")  # when the session collected this test
+    run.check()
     with psycopg.connect(run.server.database_url("test_telehub")) as connection:
         tables = {name for (name,) in connection.execute("SELECT tablename FROM pg_tables")}
     assert {"telemetry_reading", "telemetry_latestvalue"} <= tables

@@ -1,0 +1,135 @@
+"""Parts of the test run in pytests of their own, beside the main one: the tests marked
+`postgres` again on a throwaway PostgreSQL server, and the SQLite tests of the shards after the
+first (tests/shards.py). Each starts as soon as the main run has collected its tests
+(tests/conftest.py), so that it runs beside the main run instead of after it, and a test of the
+main run waits for it and checks its result (tests/test_postgres.py, tests/test_shards.py). Most
+of every run is waiting on the hub's processes, so together they take little longer than the
+longest of them."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from tests import shards
+from tests.servers import ROOT, PostgresServer
+
+POSTGRES_TEST = "tests/test_postgres.py::test_the_tests_marked_postgres_pass_on_postgresql"
+SHARD_TEST = "tests/test_shards.py::test_the_tests_of_the_shard_pass[{}]"
+WAITING_TESTS = {POSTGRES_TEST, *(SHARD_TEST.format(number) for number in range(2, shards.COUNT + 1))}
+# Set in each pass's own environment: a pass never starts another.
+INSIDE = "TELEHUB_SIDE_PASS"
+# Longer than any pass takes on a slow machine, so that a hung one still ends the run.
+TIMEOUT = 1800
+
+
+def inside():
+    return os.environ.get(INSIDE) == "1"
+
+
+class SidePass:
+    """A pytest of its own, in a temporary directory, its output in a file."""
+
+    def __init__(self, name):
+        self.name = name
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"telehub-{name}-pass-"))
+        self.output = self.workdir / "pytest.log"
+        self.process = None
+
+    def run(self, args, env=None):
+        """Starts pytest on `args`, with the environment variables `env` besides this process's."""
+        with open(self.output, "wb") as output:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                 "--basetemp", str(self.workdir / "pytest"), *args],
+                cwd=ROOT, env={**os.environ, **(env or {}), INSIDE: "1"}, stdout=output, stderr=subprocess.STDOUT,
+            )
+
+    def check(self):
+        """Waits for the run to end; unless all its tests passed, fails with the names of those
+        that failed and the end of its output (their tracebacks)."""
+        self.process.wait(TIMEOUT)
+        output = self.output.read_text(errors="replace")
+        failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", output, re.MULTILINE)
+        assert self.process.returncode == 0, (
+            f"{', '.join(failed) or 'the run'} failed in the {self.name} pass (its files: {self.workdir}):\n"
+            f"{output[-11000:]}"
+        )
+        assert " passed" in output
+
+    def stop(self):
+        """Ends the run if it still runs; removes its files unless it failed."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        if self.process is None or self.process.returncode == 0:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class PostgresPass(SidePass):
+    """Every test marked `postgres`, on a PostgreSQL server of its own."""
+
+    def __init__(self):
+        super().__init__("postgres")
+        self.server = PostgresServer(tmpdir=self.workdir)
+
+    def start(self):
+        self.server.start()
+        # --reuse-db keeps the test database, so the test can see the run used this server.
+        self.run(["--reuse-db", "-m", "postgres", "tests/"], {"HUB_DATABASE_URL": self.server.url})
+
+    def stop(self):
+        super().stop()
+        self.server.remove()
+
+
+class ShardPass(SidePass):
+    """The tests of one shard, by node id, on SQLite as the main run."""
+
+    def __init__(self, number, items):
+        super().__init__(f"shard-{number}")
+        self.node_ids = [item.nodeid for item in items]
+
+    def start(self):
+        arguments = self.workdir / "node-ids"
+        arguments.write_text("".join(f"{node_id}\n" for node_id in self.node_ids))
+        self.run([f"@{arguments}"])
+
+
+_started = {}
+
+
+def start(items):
+    """Starts the passes whose waiting test is among the collected `items`, never from inside a
+    pass; leaves in `items` the tests of the main run, the waiting tests last."""
+    if inside():
+        raise RuntimeError("a side pass does not start another")
+    waiting = [item for item in items if item.nodeid in WAITING_TESTS]
+    waiting_ids = {item.nodeid for item in waiting}
+    tests = [item for item in items if item not in waiting]
+    shard_of = shards.assign({item.path for item in tests})
+    for number in range(2, shards.COUNT + 1):
+        shard = [item for item in tests if shard_of[item.path] == number]
+        if shard and SHARD_TEST.format(number) in waiting_ids:
+            _start(ShardPass(number, shard))
+    if POSTGRES_TEST in waiting_ids:
+        _start(PostgresPass())
+    # A shard that no test of this run waits for runs here.
+    items[:] = [item for item in tests if f"shard-{shard_of[item.path]}" not in _started] + waiting
+
+
+def _start(run):
+    _started[run.name] = run
+    run.start()
+
+
+def started(name):
+    """The pass of this name this session started, or None."""
+    return _started.get(name)
+
+
+def stop():
+    for run in _started.values():
+        run.stop()
