@@ -2,9 +2,15 @@
 others in passes of their own beside it (tests/side_passes.py). A file's tests stay together, so
 a hub a module shares is started once.
 
-The times are a full run's (`scripts/test --junitxml=...`, each file's tests summed, setup and
-teardown included), rounded; a file not listed counts as NEW_FILE seconds. Only the balance
-depends on them: update them when a file grows or shrinks a lot."""
+The times are a full run's, each file's tests summed, setup and teardown included; a file not
+listed counts as NEW_FILE seconds. Only the balance depends on them: when files have grown or
+shrunk a lot, run every SQLite test in the main pytest and print the table anew:
+    scripts/test -k "not test_the_tests_of_the_shard_pass" --junitxml=/tmp/times.xml
+    .venv/bin/python -m tests.shards /tmp/times.xml"""
+import sys
+from collections import Counter
+from xml.etree import ElementTree
+
 COUNT = 2
 NEW_FILE = 5
 SECONDS = {
@@ -21,3 +27,17 @@ def assign(paths):
         totals[shard] += SECONDS.get(path.name, NEW_FILE)
         shard_of[path] = shard + 1
     return shard_of
+
+
+def measured(junit_xml):
+    """Each test file's seconds in a pytest --junitxml report."""
+    seconds = Counter()
+    for case in ElementTree.parse(junit_xml).iter("testcase"):
+        module = next(part for part in case.get("classname").split(".") if part.startswith("test_"))
+        seconds[f"{module}.py"] += float(case.get("time"))
+    return seconds
+
+
+if __name__ == "__main__":
+    for name, seconds in sorted(measured(sys.argv[1]).items()):
+        print(f'    "{name}": {round(seconds)},')
