@@ -8,6 +8,7 @@ longest of them."""
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -60,10 +61,15 @@ class SidePass:
         assert " passed" in output
 
     def stop(self):
-        """Ends the run if it still runs; removes its files unless it failed."""
+        """Ends the run if it still runs (the main run ended first: -x, Ctrl-C), as Ctrl-C does,
+        so that it stops the servers it started; removes its files unless it failed."""
         if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
         if self.process is None or self.process.returncode == 0:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
