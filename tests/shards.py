@@ -1,30 +1,37 @@
-"""The SQLite tests in shards of about equal time, by file: the first runs in the main run, the
-others in passes of their own beside it (tests/side_passes.py). A file's tests stay together, so
-a hub a module shares is started once.
+"""The tests in shards of about equal time, by file: the SQLite tests in COUNT shards, the first
+in the main run, the others in passes of their own beside it, and the tests marked postgres in
+POSTGRES_COUNT passes on PostgreSQL (tests/side_passes.py). A file's tests stay together, so a
+hub a module shares is started once.
 
 The times are a full run's, each file's tests summed, setup and teardown included; a file not
-listed counts as NEW_FILE seconds. Only the balance depends on them: when files have grown or
-shrunk a lot, run every SQLite test in the main pytest and print the table anew:
-    scripts/test -k "not test_the_tests_of_the_shard_pass" --junitxml=/tmp/times.xml
+listed counts as NEW_FILE seconds, and its tests marked postgres their share of its time on
+PostgreSQL. Only the balance depends on them: when files have grown or shrunk a lot, run every
+SQLite test in the main pytest and print the table anew:
+    scripts/test -k "not the_shard_pass and not on_postgresql" --junitxml=/tmp/times.xml
     .venv/bin/python -m tests.shards /tmp/times.xml"""
 import sys
 from collections import Counter
 from xml.etree import ElementTree
 
-COUNT = 2
+COUNT = 3
+POSTGRES_COUNT = 2  # the tests marked postgres, on PostgreSQL, in shards of their own
 NEW_FILE = 5
 SECONDS = {
 }
 
 
-def assign(paths):
-    """Each test file's shard, 1 to COUNT: the longest files first, each to the shard with the
-    least time so far (ties by name, so every run splits alike)."""
-    totals = [0] * COUNT
+def seconds(path):
+    return SECONDS.get(path.name, NEW_FILE)
+
+
+def assign(weights, count):
+    """Each file's shard, 1 to `count`, given each file's seconds: the longest files first, each
+    to the shard with the least time so far (ties by name, so every run splits alike)."""
+    totals = [0] * count
     shard_of = {}
-    for path in sorted(paths, key=lambda path: (-SECONDS.get(path.name, NEW_FILE), path.name)):
-        shard = min(range(COUNT), key=lambda number: totals[number])
-        totals[shard] += SECONDS.get(path.name, NEW_FILE)
+    for path in sorted(weights, key=lambda path: (-weights[path], path.name)):
+        shard = min(range(count), key=lambda number: totals[number])
+        totals[shard] += weights[path]
         shard_of[path] = shard + 1
     return shard_of
 

@@ -1,6 +1,6 @@
-"""Parts of the test run in pytests of their own, beside the main one: the tests marked
-`postgres` again on a throwaway PostgreSQL server, and the SQLite tests of the shards after the
-first (tests/shards.py). Each starts as soon as the main run has collected its tests
+"""Parts of the test run in pytests of their own, beside the main one: the SQLite tests of the
+shards after the first, and the tests marked `postgres` again, in shards too, each on a throwaway
+PostgreSQL server (tests/shards.py). Each starts as soon as the main run has collected its tests
 (tests/conftest.py), so that it runs beside the main run instead of after it, and a test of the
 main run waits for it and checks its result (tests/test_postgres.py, tests/test_shards.py). Most
 of every run is waiting on the hub's processes, so together they take little longer than the
@@ -12,14 +12,18 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 from tests import shards
 from tests.servers import ROOT, PostgresServer
 
-POSTGRES_TEST = "tests/test_postgres.py::test_the_tests_marked_postgres_pass_on_postgresql"
+POSTGRES_TEST = "tests/test_postgres.py::test_the_tests_marked_postgres_pass_on_postgresql[{}]"
 SHARD_TEST = "tests/test_shards.py::test_the_tests_of_the_shard_pass[{}]"
-WAITING_TESTS = {POSTGRES_TEST, *(SHARD_TEST.format(number) for number in range(2, shards.COUNT + 1))}
+WAITING_TESTS = {
+    *(POSTGRES_TEST.format(number) for number in range(1, shards.POSTGRES_COUNT + 1)),
+    *(SHARD_TEST.format(number) for number in range(2, shards.COUNT + 1)),
+}
 # Set in each pass's own environment: a pass never starts another.
 INSIDE = "TELEHUB_SIDE_PASS"
 # Longer than any pass takes on a slow machine, so that a hung one still ends the run.
@@ -31,20 +35,25 @@ def inside():
 
 
 class SidePass:
-    """A pytest of its own, in a temporary directory, its output in a file."""
+    """A pytest of its own on these tests, in a temporary directory, its output in a file."""
 
-    def __init__(self, name):
+    options = ()
+
+    def __init__(self, name, items):
         self.name = name
+        self.node_ids = [item.nodeid for item in items]
         self.workdir = Path(tempfile.mkdtemp(prefix=f"telehub-{name}-pass-"))
         self.output = self.workdir / "pytest.log"
         self.process = None
 
-    def run(self, args, env=None):
-        """Starts pytest on `args`, with the environment variables `env` besides this process's."""
+    def start(self, env=None):
+        """Starts pytest, with the environment variables `env` besides this process's."""
+        node_ids = self.workdir / "node-ids"
+        node_ids.write_text("".join(f"{node_id}\n" for node_id in self.node_ids))
         with open(self.output, "wb") as output:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                 "--basetemp", str(self.workdir / "pytest"), *args],
+                 "--basetemp", str(self.workdir / "pytest"), *self.options, f"@{node_ids}"],
                 cwd=ROOT, env={**os.environ, **(env or {}), INSIDE: "1"}, stdout=output, stderr=subprocess.STDOUT,
             )
 
@@ -75,33 +84,22 @@ class SidePass:
 
 
 class PostgresPass(SidePass):
-    """Every test marked `postgres`, on a PostgreSQL server of its own."""
+    """Tests marked `postgres`, on a PostgreSQL server of their own."""
 
-    def __init__(self):
-        super().__init__("postgres")
+    # --reuse-db keeps the test database, so the test can see the run used this server.
+    options = ("--reuse-db",)
+
+    def __init__(self, name, items):
+        super().__init__(name, items)
         self.server = PostgresServer(tmpdir=self.workdir)
 
     def start(self):
         self.server.start()
-        # --reuse-db keeps the test database, so the test can see the run used this server.
-        self.run(["--reuse-db", "-m", "postgres", "tests/"], {"HUB_DATABASE_URL": self.server.url})
+        super().start({"HUB_DATABASE_URL": self.server.url})
 
     def stop(self):
         super().stop()
         self.server.remove()
-
-
-class ShardPass(SidePass):
-    """The tests of one shard, by node id, on SQLite as the main run."""
-
-    def __init__(self, number, items):
-        super().__init__(f"shard-{number}")
-        self.node_ids = [item.nodeid for item in items]
-
-    def start(self):
-        arguments = self.workdir / "node-ids"
-        arguments.write_text("".join(f"{node_id}\n" for node_id in self.node_ids))
-        self.run([f"@{arguments}"])
 
 
 _started = {}
@@ -115,14 +113,23 @@ def start(items):
     waiting = [item for item in items if item.nodeid in WAITING_TESTS]
     waiting_ids = {item.nodeid for item in waiting}
     tests = [item for item in items if item not in waiting]
-    shard_of = shards.assign({item.path for item in tests})
+    files = Counter(item.path for item in tests)
+    shard_of = shards.assign({path: shards.seconds(path) for path in files}, shards.COUNT)
     for number in range(2, shards.COUNT + 1):
         shard = [item for item in tests if shard_of[item.path] == number]
         if shard and SHARD_TEST.format(number) in waiting_ids:
-            _start(ShardPass(number, shard))
-    if POSTGRES_TEST in waiting_ids:
-        _start(PostgresPass())
-    # A shard that no test of this run waits for runs here.
+            _start(SidePass(f"shard-{number}", shard))
+    marked = [item for item in tests if item.get_closest_marker("postgres")]
+    marked_files = Counter(item.path for item in marked)
+    postgres_shard_of = shards.assign(
+        {path: shards.seconds(path) * count / files[path] for path, count in marked_files.items()},
+        shards.POSTGRES_COUNT,
+    )
+    for number in range(1, shards.POSTGRES_COUNT + 1):
+        shard = [item for item in marked if postgres_shard_of[item.path] == number]
+        if shard and POSTGRES_TEST.format(number) in waiting_ids:
+            _start(PostgresPass(f"postgres-{number}", shard))
+    # A shard of SQLite tests that no test of this run waits for runs here.
     items[:] = [item for item in tests if f"shard-{shard_of[item.path]}" not in _started] + waiting
 
 
