@@ -4,11 +4,12 @@ POSTGRES_COUNT passes on PostgreSQL (tests/side_passes.py). A file's tests stay 
 hub a module shares is started once.
 
 The times are a full run's, each file's tests summed, setup and teardown included; a file not
-listed counts as NEW_FILE seconds, and its tests marked postgres their share of its time on
-PostgreSQL. Only the balance depends on them: when files have grown or shrunk a lot, run every
-SQLite test in the main pytest and print the table anew:
-    scripts/test -k "not the_shard_pass and not on_postgresql" --junitxml=/tmp/times.xml
+listed counts as NEW_FILE seconds. Only the balance depends on them: when files have grown or
+shrunk a lot, print the tables anew from a run's reports (each pass writes one beside the main
+run's):
+    scripts/test --junitxml=/tmp/times.xml
     .venv/bin/python -m tests.shards /tmp/times.xml"""
+import glob
 import sys
 from collections import Counter
 from xml.etree import ElementTree
@@ -18,10 +19,12 @@ POSTGRES_COUNT = 2  # the tests marked postgres, on PostgreSQL, in shards of the
 NEW_FILE = 5
 SECONDS = {
 }
+POSTGRES_SECONDS = {
+}
 
 
-def seconds(path):
-    return SECONDS.get(path.name, NEW_FILE)
+def seconds(path, table=SECONDS):
+    return table.get(path.name, NEW_FILE)
 
 
 def assign(weights, count):
@@ -46,5 +49,14 @@ def measured(junit_xml):
 
 
 if __name__ == "__main__":
-    for name, seconds in sorted(measured(sys.argv[1]).items()):
-        print(f'    "{name}": {round(seconds)},')
+    from tests.side_passes import WAITING_TESTS
+
+    waiting_files = {test.split("::")[0].rsplit("/", 1)[1] for test in WAITING_TESTS}  # never in a shard
+    main_report = sys.argv[1]
+    for table, reports in [("SECONDS", [main_report, *glob.glob(f"{main_report}.shard-*.xml")]),
+                           ("POSTGRES_SECONDS", glob.glob(f"{main_report}.postgres-*.xml"))]:
+        print(f"{table} = {{")
+        for name, total in sorted(sum(map(measured, reports), Counter()).items()):
+            if name not in waiting_files:
+                print(f'    "{name}": {round(total)},')
+        print("}")

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections import Counter
 from pathlib import Path
 
 from tests import shards
@@ -39,9 +38,11 @@ class SidePass:
 
     options = ()
 
-    def __init__(self, name, items):
+    def __init__(self, name, items, report):
+        """`report`: the main run's --junitxml, if any: this pass writes its own beside it."""
         self.name = name
         self.node_ids = [item.nodeid for item in items]
+        self.report = [f"--junitxml={report}.{name}.xml"] if report else []
         self.workdir = Path(tempfile.mkdtemp(prefix=f"telehub-{name}-pass-"))
         self.output = self.workdir / "pytest.log"
         self.process = None
@@ -53,7 +54,7 @@ class SidePass:
         with open(self.output, "wb") as output:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                 "--basetemp", str(self.workdir / "pytest"), *self.options, f"@{node_ids}"],
+                 "--basetemp", str(self.workdir / "pytest"), *self.options, *self.report, f"@{node_ids}"],
                 cwd=ROOT, env={**os.environ, **(env or {}), INSIDE: "1"}, stdout=output, stderr=subprocess.STDOUT,
             )
 
@@ -89,8 +90,8 @@ class PostgresPass(SidePass):
     # --reuse-db keeps the test database, so the test can see the run used this server.
     options = ("--reuse-db",)
 
-    def __init__(self, name, items):
-        super().__init__(name, items)
+    def __init__(self, name, items, report):
+        super().__init__(name, items, report)
         self.server = PostgresServer(tmpdir=self.workdir)
 
     def start(self):
@@ -105,30 +106,28 @@ class PostgresPass(SidePass):
 _started = {}
 
 
-def start(items):
+def start(items, report):
     """Starts the passes whose waiting test is among the collected `items`, never from inside a
-    pass; leaves in `items` the tests of the main run, the waiting tests last."""
+    pass; leaves in `items` the tests of the main run, the waiting tests last. `report`: the main
+    run's --junitxml, if any."""
     if inside():
         raise RuntimeError("a side pass does not start another")
     waiting = [item for item in items if item.nodeid in WAITING_TESTS]
     waiting_ids = {item.nodeid for item in waiting}
     tests = [item for item in items if item not in waiting]
-    files = Counter(item.path for item in tests)
-    shard_of = shards.assign({path: shards.seconds(path) for path in files}, shards.COUNT)
+    shard_of = shards.assign({item.path: shards.seconds(item.path) for item in tests}, shards.COUNT)
     for number in range(2, shards.COUNT + 1):
         shard = [item for item in tests if shard_of[item.path] == number]
         if shard and SHARD_TEST.format(number) in waiting_ids:
-            _start(SidePass(f"shard-{number}", shard))
+            _start(SidePass(f"shard-{number}", shard, report))
     marked = [item for item in tests if item.get_closest_marker("postgres")]
-    marked_files = Counter(item.path for item in marked)
     postgres_shard_of = shards.assign(
-        {path: shards.seconds(path) * count / files[path] for path, count in marked_files.items()},
-        shards.POSTGRES_COUNT,
+        {item.path: shards.seconds(item.path, shards.POSTGRES_SECONDS) for item in marked}, shards.POSTGRES_COUNT
     )
     for number in range(1, shards.POSTGRES_COUNT + 1):
         shard = [item for item in marked if postgres_shard_of[item.path] == number]
         if shard and POSTGRES_TEST.format(number) in waiting_ids:
-            _start(PostgresPass(f"postgres-{number}", shard))
+            _start(PostgresPass(f"postgres-{number}", shard, report))
     # A shard of SQLite tests that no test of this run waits for runs here.
     items[:] = [item for item in tests if f"shard-{shard_of[item.path]}" not in _started] + waiting
 
