@@ -112,7 +112,7 @@ def pytest_collection_modifyitems(config, items):
     """Starts the side passes this session runs now, so they run beside the rest, handing them
     their tests, and moves the tests that wait for them last."""
     if not config.option.collectonly and not side_passes.inside():
-        side_passes.start(items, config.option.xmlpath)
+        side_passes.start(config, items)
 
 
 def pytest_sessionfinish():

@@ -34,27 +34,27 @@ def inside():
 
 
 class SidePass:
-    """A pytest of its own on these tests, in a temporary directory, its output in a file."""
+    """A pytest of its own on some test files, in a temporary directory, its output in a file.
+    It is given files and the main run's -k and -m, not node ids: a parametrized test's id may
+    differ from one collection to the next (a uuid in its parameters)."""
 
     options = ()
 
-    def __init__(self, name, items, report):
-        """`report`: the main run's --junitxml, if any: this pass writes its own beside it."""
+    def __init__(self, name, files, selection, report):
+        """`selection`: the options that select its tests in `files`; `report`: the main run's
+        --junitxml, if any: this pass writes its own beside it."""
         self.name = name
-        self.node_ids = [item.nodeid for item in items]
-        self.report = [f"--junitxml={report}.{name}.xml"] if report else []
+        self.arguments = [*selection, *([f"--junitxml={report}.{name}.xml"] if report else []), *sorted(files)]
         self.workdir = Path(tempfile.mkdtemp(prefix=f"telehub-{name}-pass-"))
         self.output = self.workdir / "pytest.log"
         self.process = None
 
     def start(self, env=None):
         """Starts pytest, with the environment variables `env` besides this process's."""
-        node_ids = self.workdir / "node-ids"
-        node_ids.write_text("".join(f"{node_id}\n" for node_id in self.node_ids))
         with open(self.output, "wb") as output:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                 "--basetemp", str(self.workdir / "pytest"), *self.options, *self.report, f"@{node_ids}"],
+                 "--basetemp", str(self.workdir / "pytest"), *self.options, *self.arguments],
                 cwd=ROOT, env={**os.environ, **(env or {}), INSIDE: "1"}, stdout=output, stderr=subprocess.STDOUT,
             )
 
@@ -90,8 +90,8 @@ class PostgresPass(SidePass):
     # --reuse-db keeps the test database, so the test can see the run used this server.
     options = ("--reuse-db",)
 
-    def __init__(self, name, items, report):
-        super().__init__(name, items, report)
+    def __init__(self, name, files, selection, report):
+        super().__init__(name, files, selection, report)
         self.server = PostgresServer(tmpdir=self.workdir)
 
     def start(self):
@@ -106,28 +106,30 @@ class PostgresPass(SidePass):
 _started = {}
 
 
-def start(items, report):
+def start(config, items):
     """Starts the passes whose waiting test is among the collected `items`, never from inside a
-    pass; leaves in `items` the tests of the main run, the waiting tests last. `report`: the main
-    run's --junitxml, if any."""
+    pass; leaves in `items` the tests of the main run, the waiting tests last."""
     if inside():
         raise RuntimeError("a side pass does not start another")
     waiting = [item for item in items if item.nodeid in WAITING_TESTS]
     waiting_ids = {item.nodeid for item in waiting}
     tests = [item for item in items if item not in waiting]
+    keyword, markers, report = config.option.keyword, config.option.markexpr, config.option.xmlpath
+    keyword_option = ["-k", keyword] if keyword else []
     shard_of = shards.assign({item.path: shards.seconds(item.path) for item in tests}, shards.COUNT)
     for number in range(2, shards.COUNT + 1):
-        shard = [item for item in tests if shard_of[item.path] == number]
-        if shard and SHARD_TEST.format(number) in waiting_ids:
-            _start(SidePass(f"shard-{number}", shard, report))
-    marked = [item for item in tests if item.get_closest_marker("postgres")]
-    postgres_shard_of = shards.assign(
-        {item.path: shards.seconds(item.path, shards.POSTGRES_SECONDS) for item in marked}, shards.POSTGRES_COUNT
-    )
+        files = {str(path.relative_to(ROOT)) for path, shard in shard_of.items() if shard == number}
+        if files and SHARD_TEST.format(number) in waiting_ids:
+            selection = [*keyword_option, *(["-m", markers] if markers else [])]
+            _start(SidePass(f"shard-{number}", files, selection, report))
+    marked = {item.path for item in tests if item.get_closest_marker("postgres")}
+    postgres_shard_of = shards.assign({path: shards.seconds(path, shards.POSTGRES_SECONDS) for path in marked},
+                                      shards.POSTGRES_COUNT)
     for number in range(1, shards.POSTGRES_COUNT + 1):
-        shard = [item for item in marked if postgres_shard_of[item.path] == number]
-        if shard and POSTGRES_TEST.format(number) in waiting_ids:
-            _start(PostgresPass(f"postgres-{number}", shard, report))
+        files = {str(path.relative_to(ROOT)) for path, shard in postgres_shard_of.items() if shard == number}
+        if files and POSTGRES_TEST.format(number) in waiting_ids:
+            selection = [*keyword_option, "-m", f"postgres and ({markers})" if markers else "postgres"]
+            _start(PostgresPass(f"postgres-{number}", files, selection, report))
     # A shard of SQLite tests that no test of this run waits for runs here.
     items[:] = [item for item in tests if f"shard-{shard_of[item.path]}" not in _started] + waiting
 
