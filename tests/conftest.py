@@ -3,7 +3,7 @@ from django.contrib.auth import get_user_model
 
 from devices.credentials import issue_device_token
 from devices.models import Device
-from tests import postgres_pass
+from tests import side_passes
 from tests.live import unique_id
 from tests.servers import MosquittoServer, RedisServer
 
@@ -109,14 +109,11 @@ def live_hub(django_db_setup, redis_server, mosquitto_server, tmp_path_factory):
 
 @pytest.hookimpl(trylast=True)  # after -m and -k have deselected
 def pytest_collection_modifyitems(config, items):
-    """Starts the PostgreSQL pass now, if this session runs it, so it runs beside the rest, and
-    moves the test that waits for it last."""
-    waiting = [item for item in items if item.nodeid == postgres_pass.TEST]
-    if waiting and not config.option.collectonly and not postgres_pass.inside():
-        items.remove(waiting[0])
-        items.append(waiting[0])
-        postgres_pass.start()
+    """Starts the side passes this session runs now, so they run beside the rest, handing them
+    their tests, and moves the tests that wait for them last."""
+    if not config.option.collectonly and not side_passes.inside():
+        side_passes.start(config, items)
 
 
 def pytest_sessionfinish():
-    postgres_pass.stop()
+    side_passes.stop()

@@ -10,7 +10,7 @@ import pytest
 from devices.models import Command
 from devices.models import Device as RegisteredDevice
 from tests.conftest import PASSWORD, running_hub
-from tests.live import Device, unique_id, wait_until
+from tests.live import STARTUP_TIMEOUT, Device, unique_id, wait_until
 
 pytestmark = [pytest.mark.live, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -98,7 +98,7 @@ def test_each_status_change_reaches_dashboards_once_with_two_bridges_and_across_
         for bridge in bridges:
             starts.append(len(bridge.log()))
             bridge.start()
-            bridge.wait_for_log(r"connected to mqtt://", start=starts[-1])
+            bridge.wait_for_log(r"connected to mqtt://", timeout=STARTUP_TIMEOUT, start=starts[-1])
         return starts
 
     def mark(bad_statuses, *since):
