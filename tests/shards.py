@@ -14,7 +14,7 @@ import sys
 from collections import Counter
 from xml.etree import ElementTree
 
-COUNT = 3
+COUNT = 2
 POSTGRES_COUNT = 2  # the tests marked postgres, on PostgreSQL, in shards of their own
 NEW_FILE = 5
 SECONDS = {
