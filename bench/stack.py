@@ -289,13 +289,13 @@ class Stack:
         return f"http://127.0.0.1:{port}"
 
     def bridge_metrics(self, bridge=None):
-        """A bridge's own figures (the first's by default), as {metric name: value}, unlabelled
-        metrics only."""
+        """A bridge's own figures and its upkeep's (the first's by default), as {metric name:
+        value}, unlabelled metrics only."""
         url = f"http://127.0.0.1:{self.bridge_metrics_ports[bridge or self.bridge]}/metrics"
         with urllib.request.urlopen(url, timeout=5) as response:
             lines = response.read().decode().splitlines()
         return {name: float(value) for name, _, value in (line.partition(" ") for line in lines)
-                if name.startswith("telehub_bridge_") and "{" not in name}
+                if name.startswith(("telehub_bridge_", "telehub_rollup_")) and "{" not in name}
 
     def wait_drained(self, quiet=1.0, timeout=600):
         """Waits until the running bridges hold nothing and have received nothing for `quiet`
@@ -315,6 +315,17 @@ class Stack:
             if now - started > timeout:
                 raise RuntimeError(f"the bridge did not drain in {timeout} s: {figures}")
             time.sleep(0.1)
+
+    def wait_rolled_up(self, timeout=120):
+        """Waits until the first bridge's rollup job has no marked minute left (the current
+        minute's marks wait for it to end), so that the job does not recompute a scenario's
+        minutes while the next one is measured. Returns the seconds it took."""
+        started = time.monotonic()
+        while self.bridge_metrics()["telehub_rollup_marked"]:
+            if time.monotonic() - started > timeout:
+                raise RuntimeError(f"the rollup job still had minutes marked after {timeout} s")
+            time.sleep(0.5)
+        return round(time.monotonic() - started, 1)
 
     def _copy_database_for_naive(self):
         """The naive bridge's database: the hub's registry, its devices, accounts and session,
