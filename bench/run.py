@@ -263,7 +263,7 @@ def scenario_alarms(stack, backlog, rounds):
     """The ceiling of our bridge without alarm rules and with a threshold rule on every device,
     alternated `rounds` times in one run; the rules are never met, so this is evaluation's cost.
     Each round starts once the rollup job has rolled up the round before: it runs in the
-    bridge's process, and recomputing those minutes during a drain halved one in a run."""
+    bridge's process, and recomputing those minutes during a drain of a few seconds would be measured as the round's."""
     rates = {"rules": stack.devices, "none": [], "rules_on_every_device": [],
              "bridge_cpu_percent": {"none": [], "rules_on_every_device": []}}
     for round_number in range(rounds):
