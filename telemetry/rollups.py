@@ -17,7 +17,10 @@ from telemetry.bulk import insert_rows
 from telemetry.models import HourRollup, MinuteRollup, Reading, RollupMark, ValueKind
 from telemetry.retention import HOUR_MS, MINUTE_MS
 ROLLED_KINDS = (ValueKind.NUMBER, ValueKind.BOOLEAN)
-MARKS_PER_PASS = 500
+# Marks recomputed per transaction. The job shares the bridge's database thread with the
+# flushes, so a flush waits for at most one batch: 500 held readings back 1-2 s at p95 (bench
+# alarm_latency at 2,000 readings/s, docs/performance.md).
+MARKS_PER_PASS = 50
 # A minute is rolled up once it has ended this long ago, not while readings still arrive in it
 # (flushes would mark it again and again), and again for each late reading.
 SETTLE_MS = 5_000
