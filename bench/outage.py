@@ -87,7 +87,7 @@ def run(stack, rate, before, outage, after, every):
     log(f"outage: {published:,} published; waiting for the backlog to be stored")
     drained_from = time.monotonic()
     watch.wait_for(published * VALUES_PER_READING, idle_timeout=60)
-    rows = stack._query_one("SELECT COUNT(*) FROM telemetry_reading")[0]
+    rows = stack.counted_rows()
     peak = {name: mib(stack.meter.peak_rss.get(name, 0)) for name in ("bridge", "mosquitto")}
     during = [sample["bridge_mib"] for sample in samples if sample["phase"] == "outage"]
     return {
