@@ -80,10 +80,12 @@ def test_a_crashing_command_sweep_is_logged_and_run_again_and_the_heartbeat_show
     log = len(hub.bridge.log())
     # A bug hit on every pass: a pending command the ORM cannot read, an impossible date written
     # behind its back (SQLite keeps what it is given; PostgreSQL would refuse it). It sorts
-    # first, so each sweep crashes on it before the command behind it.
-    poison = Command.objects.create(device=device, name="poison", params={}, ttl=60)
-    execute_sql(settings.DATABASES["default"], f"UPDATE {Command._meta.db_table} SET expires_at = %s WHERE id = %s",
-                ["2099-13-01 00:00:00", poison.id.hex])
+    # first, so each sweep crashes on it before the command behind it. It is made pending and
+    # impossible in one statement: a sweep between two would send it while it is still readable.
+    poison = Command.objects.create(device=device, name="poison", params={}, ttl=60, status=Command.Status.EXPIRED)
+    execute_sql(settings.DATABASES["default"],
+                f"UPDATE {Command._meta.db_table} SET expires_at = %s, status = %s WHERE id = %s",
+                ["2099-13-01 00:00:00", Command.Status.PENDING, poison.id.hex])
     good = Command.objects.create(device=device, name="reboot", params={}, ttl=60)
 
     # Logged with its traceback, and run again, and again.
