@@ -1,5 +1,5 @@
-"""Writing readings: one transaction per flush, a fixed number of statements whatever its size
-(on PostgreSQL, one)."""
+"""Writing readings: one transaction per flush, a statement per table whatever its size (on
+PostgreSQL, one; on SQLite, one more per thousand readings)."""
 from django.db import connection, transaction
 
 from devices.models import Device
