@@ -4,6 +4,7 @@
     python -m bench.run --quick    # seconds, small counts: what CI runs so the suite cannot rot
     python -m bench.run --soak 10  # also a 10-minute soak at 5,000 readings/s
     python -m bench.run --database postgres   # on a throwaway PostgreSQL cluster instead of SQLite
+    python -m bench.run --bridges 2          # two bridge processes in the shared subscription group
 
 It prints a table and writes the figures as JSON (--out). Scenarios:
 - ceiling: one backlog of readings queued at the broker, drained in turn by a bare paho
@@ -508,6 +509,8 @@ def main():
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite",
                         help="the hub's database: SQLite, or a throwaway PostgreSQL cluster (Debian's postgresql)")
     parser.add_argument("--batch-window-ms", type=int, default=None, help="the bridge's HUB_BATCH_WINDOW_MS")
+    parser.add_argument("--bridges", type=int, default=1,
+                        help="bridge processes, sharing the broker's load through the shared subscription group")
     parser.add_argument("--alarm-load", type=int, default=None,
                         help="alarm_latency's background load, readings/s (default 2,000; --quick: 200)")
     parser.add_argument("--out", default="var/bench/results.json")
@@ -515,7 +518,8 @@ def main():
     sizes = QUICK if args.quick else FULL
     scenarios = set(args.only.split(","))
     command = "python -m bench.run " + shlex.join(sys.argv[1:])
-    results = {"command": command, "machine": machine(), "layer": args.layer, "database": args.database, "quick": args.quick}
+    results = {"command": command, "machine": machine(), "layer": args.layer, "database": args.database,
+               "bridges": args.bridges, "quick": args.quick}
     log(f"{command} on {results['machine']['cpu']}, {results['machine']['cores']} cores")
     runs = {
         "ceiling": lambda stack: scenario_ceiling(stack, sizes["backlog"], sizes["naive_seconds"]),
@@ -536,6 +540,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="telehub-bench-") as workdir:
         stack = Stack(workdir, devices=sizes["fleet_devices"], channel_layer=args.layer,
                       batch_window_ms=args.batch_window_ms, database=args.database, log=log)
+        stack.add_bridges(args.bridges - 1)
         try:
             stack.start()
             for name, run in runs.items():

@@ -83,10 +83,11 @@ def test_every_process_is_metered_the_hubs_and_the_loads(quick_run):
     assert "idle: " in printed and "of 50 sockets open after" in printed
 
 
-def test_on_postgresql_every_reading_is_stored_once_and_the_server_is_metered(tmp_path):
+def test_on_postgresql_with_two_bridges_every_reading_is_stored_once_and_every_process_is_metered(tmp_path):
     out = tmp_path / "postgres.json"
     result = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--quick", "--only", "ceiling,ingest", "--database", "postgres", "--out", str(out)],
+        [sys.executable, "-m", "bench.run", "--quick", "--only", "ceiling,ingest", "--database", "postgres",
+         "--bridges", "2", "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -98,6 +99,9 @@ def test_on_postgresql_every_reading_is_stored_once_and_the_server_is_metered(tm
     # The server's connections are its child processes: their CPU is in its figure (the
     # postmaster alone stays near 0% while our bridge stores the backlog through one of them).
     assert figures["ceiling"]["ours"]["resources"]["postgres"]["cpu_percent"] >= 1
+    # Both bridges, in the shared group, drained the backlog between them.
+    assert figures["bridges"] == 2
+    assert all(figures["ceiling"]["ours"]["resources"][name]["cpu_percent"] > 0 for name in ("bridge", "bridge-1"))
 
 
 def run_store_cost(*options):
