@@ -59,6 +59,7 @@ def test_the_quick_run_measures_every_figure_on_the_empty_and_the_full_database(
     assert result.stdout.rstrip().endswith(f"command: python -m bench.growth --quick --out {out}")
     assert figures["command"] == f"python -m bench.growth --quick --out {out}"
     assert figures["fill"]["values"] == 100_000 and figures["fill"]["values_per_s"] > 0
+    assert figures["fill"]["settle_s"] >= 0 and "fill: settled in" in result.stdout
     assert "fill: 100,000 of 100,000 values (100.0%)" in result.stderr
     empty, full = figures["empty"], figures["full"]
     # The same rate offered to both, every reading stored.
