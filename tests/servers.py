@@ -32,6 +32,25 @@ def free_port():
         return probe.getsockname()[1]
 
 
+def free_ports_in_a_row(count):
+    """A port P with P to P + count - 1 all free now, for a process whose children listen on
+    its port plus their number. The ports above a free one are often a connection's own end
+    (the kernel hands those out from the same range), so each is tried."""
+    while True:
+        first = free_port()
+        if all(_free(first + offset) for offset in range(1, count)):
+            return first
+
+
+def _free(port):
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def wait_for_port(host, port, timeout):
     """Waits until something accepts connections on host:port."""
     deadline = time.monotonic() + timeout

@@ -11,7 +11,7 @@ from django.conf import settings
 
 from telemetry.models import Reading
 from tests.live import STARTUP_TIMEOUT, Device, LiveHub, wait_until
-from tests.servers import free_port
+from tests.servers import free_ports_in_a_row
 
 pytestmark = [pytest.mark.live, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -21,7 +21,7 @@ READINGS = 300
 @pytest.fixture
 def hub(django_db_setup, redis_server, mosquitto_server, tmp_path):
     """A hub whose bridge is `runbridge --processes 2`, each child serving its metrics."""
-    metrics_port = free_port()
+    metrics_port = free_ports_in_a_row(3)  # the parent's, and its two children's above it
     hub = LiveHub(settings.DATABASES["default"], redis_server.url, mosquitto_server, tmp_path,
                   bridge_metrics_port=metrics_port)
     hub.bridge.args = [*hub.bridge.args, "--processes", "2"]
