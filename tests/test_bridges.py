@@ -26,12 +26,22 @@ def hub(django_db_setup, redis_server, mosquitto_server, tmp_path_factory):
 
 
 def bridges(hub, count):
-    """Exactly `count` bridges running: the hub's own and count - 1 others."""
+    """Exactly `count` bridges running, each connected: the hub's own and count - 1 others."""
     while len(hub.other_bridges) < count - 1:
         hub.another_bridge(f"bridge-{len(hub.other_bridges) + 2}")
     while len(hub.other_bridges) > count - 1:
         hub.other_bridges.pop().stop()
-    return [hub.bridge, *hub.other_bridges]
+    running = [hub.bridge, *hub.other_bridges]
+    # The test before emptied the registry of the bridges' logins, which they write back within
+    # about two seconds; meanwhile the broker may turn one away.
+    wait_until(lambda: all(map(connected, running)), timeout=STARTUP_TIMEOUT, message="every bridge connected")
+    return running
+
+
+def connected(bridge):
+    """True when the bridge's latest word on its broker connection is that it connected."""
+    events = re.findall(r"connected to mqtt://| lost mqtt://|refused the connection", bridge.log())
+    return bool(events) and events[-1] == "connected to mqtt://"
 
 
 def online(hub, device):
