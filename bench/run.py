@@ -239,6 +239,9 @@ def scenario_ceiling(stack, backlog, naive_seconds):
         rates["naive"]["dashboards"] = {key: value for key, value in delivered.items() if key != "readings"}
     finally:
         stack.stop_naive()
+    # Subscribed, their sessions would take a copy of every reading of the scenarios after this.
+    for name in ("raw", "naive"):
+        stack.end_session(name)
     log("ceiling: our bridge drains the backlog, storing every reading")
     rates["ours"] = drain_ours(stack, backlog)
     ours = rates["ours"]["readings_per_s"] or 0

@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import psycopg
 
-from tests.live import HubProcess, unique_id
+from tests.live import Gateway, HubProcess, unique_id
 from tests.servers import MosquittoServer, PostgresServer, RedisServer, free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -346,6 +346,14 @@ class Stack:
     def stop_naive(self):
         self.meter.forget("naive-daphne")
         self.naive_web.stop()
+
+    def end_session(self, name):
+        """Discards the broker's persistent session of one of the bench's logins, by connecting as
+        it with a clean session (the broker takes the username for the client id): its
+        subscription and what is queued for it go, and the broker stops keeping a copy of every
+        later reading for a subscriber that is gone."""
+        username, _, password = self.accounts[name]
+        Gateway(self.mosquitto.url, username, password).connect().disconnect()
 
     def run_python(self, *args):
         result = subprocess.run(
