@@ -36,6 +36,7 @@ from bench.fill import DAY_MS, KEYS
 from bench.prepare import device_ids
 from bench.run import RAW_SHARE, finish, log, machine, scenario_ingest
 from bench.scale import drain_ceiling
+from bench.sqlite_files import sqlite_bytes
 from bench.stack import ROOT, Stack
 from bench.stats import Histogram
 
@@ -90,7 +91,7 @@ def disk_bytes(stack):
             ).fetchone()[0])
     with closing(sqlite3.connect(stack.database, timeout=60)) as database:
         database.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    return sum(path.stat().st_size for path in (stack.database, Path(f"{stack.database}-wal")) if path.exists())
+    return sqlite_bytes(stack.database)
 
 
 def settle(stack):

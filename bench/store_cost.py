@@ -26,6 +26,7 @@ from types import SimpleNamespace
 import django
 
 from bench.prepare import device_ids
+from bench.sqlite_files import sqlite_bytes
 from bench.stats import Histogram
 
 DEVICES = 1000
@@ -56,9 +57,7 @@ def main():
                 figures = feed.flat_out(args.flush, args.seconds)
             figures = {"round": round_number, **figures, "readings_stored": feed.stored}
             if sqlite_file is not None:
-                # With the WAL: it holds up to 80 MiB that no checkpoint has copied into the file yet.
-                files = (sqlite_file, sqlite_file.with_name(f"{sqlite_file.name}-wal"))
-                figures["database_mib"] = round(sum(path.stat().st_size for path in files if path.exists()) / 2**20, 1)
+                figures["database_mib"] = round(sqlite_bytes(sqlite_file) / 2**20, 1)
             print(json.dumps(figures), flush=True)
     print("command: python -m bench.store_cost " + " ".join(sys.argv[1:]))
 
