@@ -5,7 +5,8 @@ python -m bench.ws_flood --seconds 20 --devices 1000
 Starts the stack (bench.stack: throwaway Redis, Mosquitto, SQLite, the bridge and daphne), then
 one signed-in fleet socket sends subscribe frames of --devices device ids (most of them unknown,
 as a hostile client's are) as fast as it can for --seconds, reading what it is sent. When daphne
-closes it, it opens another and goes on, as a hostile client would. Meanwhile a quiet fleet
+closes it, it opens another and goes on, as a hostile client would; the last socket is given
+up to 10 s more for daphne to close it. Meanwhile a quiet fleet
 socket watches the fleet. Prints daphne's RSS before, at its peak during and 5 s after the flood,
 its CPU seconds during the flood and the 5 s after it, the frames sent, the sockets closed (by code) and the frames the quiet socket
 got, as JSON.
@@ -28,9 +29,14 @@ from bench.stack import Stack
 MIB = 2**20
 
 
+CLOSE_WAIT_SECONDS = 10
+
+
 def flood(stack, frame, seconds, closes):
     """Sends `frame` as fast as the socket takes it for `seconds`; a socket daphne closes is
-    replaced. Returns the frames sent."""
+    replaced. The last one is given CLOSE_WAIT_SECONDS more to be closed: daphne reads a flood
+    faster than its consumer judges it, and on a slow machine the consumer may be seconds
+    behind. Returns the frames sent."""
     sent = 0
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -40,11 +46,22 @@ def flood(stack, frame, seconds, closes):
             while time.monotonic() < deadline:
                 socket.send(frame)
                 sent += 1
+            wait_for_close(socket, CLOSE_WAIT_SECONDS)
         except ConnectionClosed as closed:
             closes[closed.rcvd.code if closed.rcvd else "no close frame"] += 1
         finally:
             socket.close()
     return sent
+
+
+def wait_for_close(socket, seconds):
+    """Reads what daphne sends until it closes the socket (ConnectionClosed) or `seconds` pass."""
+    until = time.monotonic() + seconds
+    while (left := until - time.monotonic()) > 0:
+        try:
+            socket.recv(timeout=left)
+        except TimeoutError:
+            return
 
 
 def quiet_socket(stack, stop, counts):
