@@ -27,8 +27,6 @@ from bench.prepare import device_ids
 from bench.stack import Stack
 
 MIB = 2**20
-
-
 CLOSE_WAIT_SECONDS = 10
 
 
