@@ -85,7 +85,9 @@ class HubProcess:
         self.process = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         log.close()
 
-    def stop(self, signum=signal.SIGTERM, timeout=20):
+    def stop(self, signum=signal.SIGTERM, timeout=30):
+        """Signals the process and waits for it to end: as long as docker-compose.yml's
+        stop_grace_period gives it before a kill."""
         if self.process is None or self.process.poll() is not None:
             return
         self.process.send_signal(signum)
