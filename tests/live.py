@@ -86,8 +86,8 @@ class HubProcess:
         log.close()
 
     def stop(self, signum=signal.SIGTERM, timeout=30):
-        """Signals the process and waits for it to end: as long as docker-compose.yml's
-        stop_grace_period gives it before a kill."""
+        """Signals the process and waits for it to end, as long as docker-compose.yml's
+        stop_grace_period gives the bridge before a kill."""
         if self.process is None or self.process.poll() is not None:
             return
         self.process.send_signal(signum)
