@@ -9,6 +9,7 @@ survivor then drains the dead bridge's broker session (bridge.drain).
 import asyncio
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from channels.db import database_sync_to_async
@@ -47,11 +48,12 @@ def renew_own(bridge_id, client_id, username, seconds):
 def adopt_former_account(username):
     """Before HUB_BRIDGE_ID, every bridge logged in as HUB_MQTT_URL's user itself, a session no
     bridge comes back to. If that account is still registered, gives it a lease that has lapsed
-    already: a survivor then drains its session, ends it and removes the account."""
+    already (a second ago: SQLite's clock ticks in milliseconds, and a lease that expires this
+    millisecond has not lapsed in it): a survivor then drains its session, ends it and removes the account."""
     if BrokerAccount.objects.filter(username=username, role=BrokerAccount.Role.BRIDGE).exists():
         BridgeLease.objects.get_or_create(
             bridge_id=username[:48],
-            defaults={"client_id": username, "username": username, "holder": username, "expires": Now()},
+            defaults={"client_id": username, "username": username, "holder": username, "expires": _until(-1)},
         )
 
 
@@ -93,6 +95,9 @@ class OwnLease:
         self._held_since = None  # time.monotonic() since when every renewal has succeeded in time
         self._renewed_at = None
         self._drained_by = None
+        # A thread (and database connection) of its own: a renewal must not wait behind a flush
+        # that holds the bridge's database thread. A slow flush is no dead bridge.
+        self._renewals = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lease")
 
     async def take(self):
         """Takes the lease, waiting while a survivor drains this bridge's session (until it is done,
@@ -123,7 +128,8 @@ class OwnLease:
         return time.monotonic() - self._held_since
 
     async def _renew(self):
-        holder = await database_sync_to_async(renew_own)(self.bridge_id, self.client_id, self.username, self.seconds)
+        renew = database_sync_to_async(renew_own, thread_sensitive=False, executor=self._renewals)
+        holder = await renew(self.bridge_id, self.client_id, self.username, self.seconds)
         now = time.monotonic()
         if holder is not None:
             self._held_since = None
