@@ -145,6 +145,7 @@ class Bridge:
         self._flush_lock = asyncio.Lock()
         self._tasks = []
         self._taking_lease = None
+        self._lease_task = None
         self._drain_task = None
         self._live_task = None
         self._background = set()
@@ -225,9 +226,11 @@ class Bridge:
             start_supervised("alarm_notifier", self.notifier.run),
             start_supervised("rollups", self.upkeep.roll_up_forever),
             start_supervised("retention", self.upkeep.retain_forever),
-            start_supervised("lease_renewal", self.lease.renew_forever),
             *self.alarms.start(),
         ]
+        # Renewed until the bridge has left the broker: a peer that took a stopping bridge's lapsed
+        # lease would connect as its session and cut it off before it acknowledged its last flush.
+        self._lease_task = start_supervised("lease_renewal", self.lease.renew_forever)
         if self.drainer is not None:
             self._drain_task = start_supervised("peer_drain", self.drainer.run_forever)
         self._live_task = start_supervised("live_sender", self.live.run, finished=lambda: self.live.closing)
@@ -258,6 +261,9 @@ class Bridge:
             await self.live.close(self._live_task, timeout=2)
         if self.mqtt is not None:
             await self.mqtt.disconnect()
+        if self._lease_task is not None:
+            self._lease_task.cancel()
+            await asyncio.gather(self._lease_task, return_exceptions=True)
         self._log_stats()
         logger.info("bridge stopped")
 

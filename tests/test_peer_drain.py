@@ -8,11 +8,13 @@ import threading
 import time
 
 import orjson
+import psycopg
 import pytest
 from django.conf import settings
+from django.db import connection
 
 from telemetry.models import Reading
-from tests.live import STARTUP_TIMEOUT, Device, HubProcess, LiveHub, unique_id, wait_until
+from tests.live import STARTUP_TIMEOUT, Device, HubProcess, LiveHub, database_url, unique_id, wait_until
 
 pytestmark = [pytest.mark.live, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -140,3 +142,46 @@ def test_a_bridge_killed_for_good_has_its_share_drained_by_one_survivor_and_stor
         for bridge in (doomed, third):
             if bridge is not None:
                 bridge.stop()
+
+
+@pytest.fixture
+def short_lease_hub(django_db_setup, redis_server, mosquitto_server, tmp_path):
+    """A hub whose bridges' leases lapse 3 s after their last renewal."""
+    hub = LiveHub(settings.DATABASES["default"], redis_server.url, mosquitto_server, tmp_path,
+                  bridge_lease_seconds=3)
+    try:
+        hub.start_bridge()
+        yield hub
+    finally:
+        hub.stop()
+
+
+def test_a_bridge_slow_to_stop_keeps_its_lease_until_it_has_left_the_broker(short_lease_hub, device):
+    """A peer that took a stopping bridge's lease would connect as its session and cut it off
+    before it acknowledged its last flush (CI saw it: the stopping bridge reconnected, and the
+    two cut each other off until the bridge was killed). Here the stop waits for a flush that
+    waits for the device's row, locked by the test, for twice the lease."""
+    if connection.vendor != "postgresql":
+        pytest.skip("holds one row locked: SQLite locks the whole database")
+    hub, lease = short_lease_hub, 3
+    sensor = Device(hub.mqtt_url, device.id, device.mqtt_password).connect()
+    ts = int(time.time() * 1000)
+    with psycopg.connect(database_url(settings.DATABASES["default"])) as locker:
+        locker.execute("SELECT 1 FROM devices_device WHERE id = %s FOR UPDATE", [device.id])
+        for n in range(20):
+            sensor.send_reading({"n": n}, ts=ts + n)
+        wait_until(lambda: re.search(r"stats: .* held=20 ", hub.bridge.log()), message="the bridge holding the readings")
+        peer = hub.another_bridge("peer")  # after: the shared group would hand it some
+        stopping = len(hub.bridge.log())
+        hub.bridge.process.send_signal(signal.SIGTERM)
+        hub.bridge.wait_for_log(r"bridge stopping", start=stopping)
+        ends = time.monotonic() + 2 * lease + 1
+        while time.monotonic() < ends:
+            assert "has not renewed its lease" not in peer.log(), "the peer took the stopping bridge's lease"
+            assert hub.bridge.process.poll() is None, "the bridge stopped before its flush could"
+            time.sleep(0.2)
+    hub.bridge.process.wait(30)
+    assert stored_ts(device) == [ts + n for n in range(20)]
+    assert "has not renewed its lease" not in peer.log()
+    assert "reconnecting" not in hub.bridge.log()[stopping:]
+    sensor.go_offline()
