@@ -1,4 +1,5 @@
 """Inserting many rows in one go, the way each database does it fastest."""
+import sqlite3
 from itertools import chain
 
 from django.db import connection
@@ -24,7 +25,11 @@ def insert_rows(sql, rows, postgres_types):
             arrays = ", ".join(f"%s::{kind}[]" for kind in postgres_types)
             cursor.execute(sql.format(rows=f"SELECT * FROM unnest({arrays})"), [list(column) for column in zip(*rows)])
             return
-        row = f"({', '.join(['%s'] * len(postgres_types))})"
+        row = f"({', '.join(['?'] * len(postgres_types))})"
         for start in range(0, len(rows), SQLITE_ROWS_PER_STATEMENT):
             chunk = rows[start:start + SQLITE_ROWS_PER_STATEMENT]
-            cursor.execute(sql.format(rows=f"VALUES {', '.join([row] * len(chunk))}"), list(chain.from_iterable(chunk)))
+            # With SQLite's own placeholders, past Django's cursor: it would rewrite each of
+            # the statement's thousands of %s with a regular expression, a tenth of a flush.
+            with connection.wrap_database_errors:
+                sqlite3.Cursor.execute(cursor.cursor, sql.format(rows=f"VALUES {', '.join([row] * len(chunk))}"),
+                                       list(chain.from_iterable(chunk)))
