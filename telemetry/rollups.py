@@ -192,13 +192,43 @@ def _combine(parts, width, wanted):
 
 
 def _raw_parts(device, key, start, end):
-    rows = Reading.objects.filter(device_id=device, key=key, ts__gte=start, ts__lt=end, kind__in=ROLLED_KINDS)
-    return ((ts, num, num, num, 1, num, num) for ts, num in rows.order_by("ts").values_list("ts", "num"))
+    """The minutes of a series' raw rows, summed up by the database: a minute can hold thousands
+    of readings, and reading each into Python cost the bridge's database thread a fifth of its
+    time at 14,000 readings/s. First and last are the values at the minute's first and last ts,
+    found by the primary key."""
+    with connection.cursor() as cursor:
+        cursor.execute(_raw_parts_sql(), [MINUTE_MS, device, key, start, end, *ROLLED_KINDS, device, key, device, key])
+        return cursor.fetchall()
+
+
+def _raw_parts_sql():
+    quote = connection.ops.quote_name
+    table = quote(Reading._meta.db_table)
+    device, key, ts, kind, num = map(quote, ("device_id", "key", "ts", "kind", "num"))
+    return (
+        f"SELECT minutes.start, minutes.low, minutes.high, minutes.total, minutes.count, first.{num}, last.{num} "
+        f"FROM (SELECT {ts} - {ts} %% %s AS start, min({num}) AS low, max({num}) AS high, sum({num}) AS total, "
+        f"count(*) AS count, min({ts}) AS first_ts, max({ts}) AS last_ts FROM {table} "
+        f"WHERE {device} = %s AND {key} = %s AND {ts} >= %s AND {ts} < %s AND {kind} IN (%s, %s) GROUP BY 1) AS minutes "
+        f"JOIN {table} AS first ON first.{device} = %s AND first.{key} = %s AND first.{ts} = minutes.first_ts "
+        f"JOIN {table} AS last ON last.{device} = %s AND last.{key} = %s AND last.{ts} = minutes.last_ts "
+        f"ORDER BY minutes.start"
+    )
 
 
 def _minute_parts(device, key, start, end):
-    rows = MinuteRollup.objects.filter(device_id=device, key=key, start__gte=start, start__lt=end)
-    return rows.order_by("start").values_list("start", "min", "max", "sum", "count", "first", "last")
+    """A series' minute rollups in [start, end). Plain SQL: the ORM's building of the query cost
+    more than the query (it runs for every minute the job computes)."""
+    quote = connection.ops.quote_name
+    device_column, key_column, start_column = map(quote, ROLLUP_COLUMNS[:3])
+    sql = (
+        f"SELECT {', '.join(map(quote, ROLLUP_COLUMNS[2:]))} FROM {quote(MinuteRollup._meta.db_table)} "
+        f"WHERE {device_column} = %s AND {key_column} = %s AND {start_column} >= %s AND {start_column} < %s "
+        f"ORDER BY {start_column}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [device, key, start, end])
+        return cursor.fetchall()
 
 
 def _upsert(model, rows):
