@@ -463,10 +463,13 @@ class Bridge:
             logger.info("stored %d readings after %d failed attempts", part.readings, self._store_failures)
             self._store_failures = 0
         unknown = Counter()
+        acks = defaultdict(list)  # by the connection each message came on
         for device_id, _, mid, qos, _, source in part.messages:
-            source.ack(mid, qos)
+            acks[source].append((mid, qos))
             if device_id not in seqs:
                 unknown[device_id] += 1
+        for source, taken in acks.items():
+            source.ack_all(taken)
         for device_id, count in unknown.items():
             self.rejects.reject(device_id, "unknown_device", "no device with this id is registered", count)
         self.counts["stored"] += sum(count_readings(samples[device_id]) for device_id in seqs)

@@ -68,6 +68,10 @@ class PeerSession(MqttConnection):
         self.acked += 1
         super().ack(mid, qos)
 
+    def ack_all(self, acks):
+        self.acked += len(acks)
+        super().ack_all(acks)
+
     def emptied(self):
         """True once unsubscribed, with every message acknowledged and none for QUIET_SECONDS."""
         return (self.unsubscribed.is_set() and self.acked >= self.received

@@ -7,6 +7,7 @@ The connection reconnects by itself with jittered exponential backoff and resubs
 import asyncio
 import logging
 import random
+import struct
 from dataclasses import dataclass, replace
 from urllib.parse import unquote, urlsplit
 
@@ -18,6 +19,8 @@ from hub.tasks import start_supervised
 logger = logging.getLogger(__name__)
 
 DEFAULT_URL = "mqtt://127.0.0.1:1883"
+# A PUBACK packet: its type, its remaining length (2) and the packet id.
+PUBACK = struct.Struct("!BBH")
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,12 @@ class BufferedClient(mqtt.Client):
             self._last_bytes_received = message.timestamp
         self._on_message(self, self._userdata, message)
         return True
+
+    def ack_all(self, mids):
+        """Acknowledges QoS 1 messages with one queued write of their PUBACKs: paho queues, and
+        then writes, each acknowledgement on its own."""
+        if mids:
+            self._packet_queue(mqtt.PUBACK, b"".join(PUBACK.pack(mqtt.PUBACK, 2, mid) for mid in mids), 0, 0)
 
     def loop_misc(self):
         """paho's keepalive, but while reading is paused the broker's PINGRESP waits unread behind
@@ -269,6 +278,11 @@ class MqttConnection:
 
     def ack(self, mid, qos):
         self.client.ack(mid, qos)
+
+    def ack_all(self, acks):
+        """Acknowledges messages given as (mid, qos) in one write. Nothing arrives at QoS 2: the
+        bridge subscribes at QoS 1."""
+        self.client.ack_all([mid for mid, qos in acks if qos == 1])
 
     @property
     def reading_paused(self):

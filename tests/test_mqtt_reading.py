@@ -71,3 +71,21 @@ def test_a_publish_whose_topic_overruns_the_packet_is_left_to_paho_which_drops_t
     messages, kept = received(BufferedClient, good + overrun + good)
     assert messages == [("devices/d1/telemetry", b"{}", 1, 1, False, False)]
     assert not kept
+
+
+def written(acknowledge):
+    """The bytes a client sends when `acknowledge(client)` runs."""
+    client = BufferedClient(CallbackAPIVersion.VERSION2, client_id="reader", protocol=mqtt.MQTTv311, manual_ack=True)
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        client._sock = ours
+        acknowledge(client)
+        theirs.setblocking(False)
+        return theirs.recv(65536)
+
+
+def test_acknowledging_many_at_once_sends_what_paho_sends_for_each():
+    mids = [1, 255, 256, 4242, 65535]
+    one_by_one = written(lambda client: [client.ack(mid, 1) for mid in mids])
+    assert written(lambda client: client.ack_all(mids)) == one_by_one
+    assert len(one_by_one) == 4 * len(mids)
