@@ -65,17 +65,21 @@ def stored_ts(device):
 
 
 
-@pytest.fixture
-def hub(django_db_setup, redis_server, mosquitto_server, tmp_path):
-    """A hub's bridge, without its web process (nothing here needs one). The shared group is on
-    by default; each reading is a message: let the device send fast."""
-    hub = LiveHub(settings.DATABASES["default"], redis_server.url, mosquitto_server, tmp_path,
-                  device_max_messages_per_second=100_000)
+def bridge_only(redis_server, mosquitto_server, tmp_path, **settings_):
+    """A hub's bridge with these HUB_* settings, without its web process (nothing here needs
+    one). The shared group is on by default."""
+    hub = LiveHub(settings.DATABASES["default"], redis_server.url, mosquitto_server, tmp_path, **settings_)
     try:
         hub.start_bridge()
         yield hub
     finally:
         hub.stop()
+
+
+@pytest.fixture
+def hub(django_db_setup, redis_server, mosquitto_server, tmp_path):
+    """Each reading is a message: let the device send fast."""
+    yield from bridge_only(redis_server, mosquitto_server, tmp_path, device_max_messages_per_second=100_000)
 
 
 def another_bridge(hub, name):
@@ -147,13 +151,7 @@ def test_a_bridge_killed_for_good_has_its_share_drained_by_one_survivor_and_stor
 @pytest.fixture
 def short_lease_hub(django_db_setup, redis_server, mosquitto_server, tmp_path):
     """A hub whose bridges' leases lapse 3 s after their last renewal."""
-    hub = LiveHub(settings.DATABASES["default"], redis_server.url, mosquitto_server, tmp_path,
-                  bridge_lease_seconds=3)
-    try:
-        hub.start_bridge()
-        yield hub
-    finally:
-        hub.stop()
+    yield from bridge_only(redis_server, mosquitto_server, tmp_path, bridge_lease_seconds=3)
 
 
 def test_a_bridge_slow_to_stop_keeps_its_lease_until_it_has_left_the_broker(short_lease_hub, device):
