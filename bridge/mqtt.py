@@ -73,7 +73,7 @@ class BufferedClient(mqtt.Client):
 
     A whole PUBLISH at QoS 0 or 1 in the chunk (all the bridge receives: it subscribes at QoS 1)
     goes straight to `on_message`, without paho's packet state, locks and per-topic callback
-    lookup: 2.0 us a message instead of 8.3 (docs/performance.md). paho handles every other
+    lookup: 2.5 us a message instead of 8.3 (docs/performance.md). paho handles every other
     packet, and any PUBLISH it would refuse as malformed.
 
     It overrides paho's private `_sock_recv` and reads its `_in_packet`, so requirements.txt
