@@ -91,12 +91,23 @@ class HubProcess:
         if self.process is None or self.process.poll() is not None:
             return
         self.process.send_signal(signum)
+        self.wait_for_exit(timeout, f"signal {signum}")
+
+    def wait_for_exit(self, timeout, after="its signal"):
+        """Waits for the process to end; returns its exit status. One that is still running after
+        `timeout` s is asked for every thread's stack (manage.py's SIGUSR1), then killed, and the
+        test fails with the end of its log."""
         try:
-            self.process.wait(timeout)
+            return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
+            start = len(self.log())
+            self.process.send_signal(signal.SIGUSR1)
+            deadline = time.monotonic() + 3
+            while "most recent call first" not in self.log()[start:] and time.monotonic() < deadline:
+                time.sleep(0.1)
             self.process.kill()
             self.process.wait()
-            raise AssertionError(f"{self.name} did not stop within {timeout} s of signal {signum}")
+            raise AssertionError(f"{self.name} did not stop within {timeout} s of {after}:\n{self.log()[-6000:]}")
 
     def log(self):
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -50,5 +50,5 @@ def test_runhub_starts_the_whole_hub_and_prints_how_to_sign_in(runhub):
     assert "pong" in fleet.frame(type="command", id=pending["id"], status="succeeded")["result"]
 
     runhub.process.send_signal(signal.SIGINT)
-    assert runhub.process.wait(timeout=20) == 0
+    assert runhub.wait_for_exit(timeout=20, after="Ctrl-C") == 0
     assert "bridge stopped" in runhub.log()
