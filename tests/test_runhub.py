@@ -18,10 +18,12 @@ def runhub(tmp_path):
     env = {key: value for key, value in os.environ.items() if not key.startswith("HUB_")}
     env.update(HUB_DATA_DIR=str(tmp_path), PYTHONUNBUFFERED="1")
     port, mqtt_port = free_port(), free_port()
+    command = [sys.executable, "manage.py", "runhub", "--port", str(port), "--mqtt-port", str(mqtt_port),
+               "--devices", "2", "--interval", "0.2"]
     process = HubProcess(
         "runhub",
-        [sys.executable, "manage.py", "runhub", "--port", str(port), "--mqtt-port", str(mqtt_port),
-         "--devices", "2", "--interval", "0.2"],
+        # Started with SIGINT ignored, as a script's background job is: Ctrl-C must stop it still.
+        ["sh", "-c", 'trap "" INT; exec "$@"', "runhub", *command],
         env,
         tmp_path / "runhub.log",
     )

@@ -9,6 +9,7 @@ debug mode unless HUB_DEBUG says otherwise. Production runs these as separate pr
 import asyncio
 import logging
 import secrets
+import signal
 import socket
 
 import daphne.server  # noqa: F401  (installs the asyncio reactor before twisted is imported)
@@ -69,6 +70,9 @@ class Command(BaseCommand):
         if settings.DEBUG:
             self.stdout.write("  debug mode (HUB_DEBUG): error pages show the code and settings; for development only")
         self.stdout.write("  Ctrl-C stops it.\n")
+        # Even where it was started with SIGINT ignored (a script's background job inherits
+        # that): Twisted takes SIGINT over only from Python's own handler.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         Server(
             application=get_default_application(),
             endpoints=[f"tcp:port={port}:interface={host}"],
