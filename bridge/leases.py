@@ -47,9 +47,9 @@ def renew_own(bridge_id, client_id, username, seconds):
 
 def adopt_former_account(username):
     """Before HUB_BRIDGE_ID, every bridge logged in as HUB_MQTT_URL's user itself, a session no
-    bridge comes back to. If that account is still registered, gives it a lease that has lapsed
-    already (a second ago: SQLite's clock ticks in milliseconds, and a lease that expires this
-    millisecond has not lapsed in it): a survivor then drains its session, ends it and removes the account."""
+    bridge comes back to. If that account is still registered, gives it a lease that lapsed a
+    second ago (one that expires this millisecond has not lapsed yet in it): a survivor then
+    drains its session, ends it and removes the account."""
     if BrokerAccount.objects.filter(username=username, role=BrokerAccount.Role.BRIDGE).exists():
         BridgeLease.objects.get_or_create(
             bridge_id=username[:48],

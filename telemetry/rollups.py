@@ -205,11 +205,12 @@ def _raw_parts_sql():
     quote = connection.ops.quote_name
     table = quote(Reading._meta.db_table)
     device, key, ts, kind, num = map(quote, ("device_id", "key", "ts", "kind", "num"))
+    kinds = ", ".join(["%s"] * len(ROLLED_KINDS))
     return (
         f"SELECT minutes.start, minutes.low, minutes.high, minutes.total, minutes.count, first.{num}, last.{num} "
         f"FROM (SELECT {ts} - {ts} %% %s AS start, min({num}) AS low, max({num}) AS high, sum({num}) AS total, "
         f"count(*) AS count, min({ts}) AS first_ts, max({ts}) AS last_ts FROM {table} "
-        f"WHERE {device} = %s AND {key} = %s AND {ts} >= %s AND {ts} < %s AND {kind} IN (%s, %s) GROUP BY 1) AS minutes "
+        f"WHERE {device} = %s AND {key} = %s AND {ts} >= %s AND {ts} < %s AND {kind} IN ({kinds}) GROUP BY 1) AS minutes "
         f"JOIN {table} AS first ON first.{device} = %s AND first.{key} = %s AND first.{ts} = minutes.first_ts "
         f"JOIN {table} AS last ON last.{device} = %s AND last.{key} = %s AND last.{ts} = minutes.last_ts "
         f"ORDER BY minutes.start"
