@@ -82,6 +82,8 @@ def write_readings(cursor, vendor, rows):
             for row in rows:
                 copy.write_row(row)
     else:
+        # In the order of SQLite's primary key (device_id, ts, key): appended, not split in.
+        rows = sorted(rows, key=lambda row: (row[0], row[2], row[1]))
         cursor.executemany("INSERT INTO telemetry_reading (device_id, key, ts, kind, num) VALUES (%s, %s, %s, %s, %s)", rows)
 
 

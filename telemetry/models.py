@@ -1,7 +1,8 @@
 """Readings are stored one row per (device, key, timestamp): narrow rows that bulk-insert fast,
 keyed by (device, key, ts), which serves "device D, key K, between T1 and T2". On PostgreSQL
-the table is partitioned by day of ts, on SQLite clustered by its key (WITHOUT ROWID):
-telemetry/migrations/0003_reading_layout.py builds it, docs/storage.md explains the choice."""
+the table is partitioned by day of ts (telemetry/migrations/0003_reading_layout.py), on SQLite
+clustered by (device, ts, key) without rowid (0004), so that one device's values of an instant
+share a page; docs/storage.md explains the choice."""
 from django.db import models
 
 from devices.models import Device

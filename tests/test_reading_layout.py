@@ -1,6 +1,7 @@
 """Migration telemetry 0003 from the id-keyed readings table to the keyed layout, on a database
 holding readings: a small history moves at once, a big one is left in telemetry_reading_legacy
-for `manage.py move_legacy_readings`, newest first (telemetry.layout)."""
+for `manage.py move_legacy_readings`, newest first (telemetry.layout). Then 0004, which clusters
+SQLite's table by (device, ts, key), and back."""
 import importlib
 import io
 
@@ -24,13 +25,17 @@ def migrate(targets=None):
     executor.migrate(targets or executor.loader.graph.leaf_nodes())
 
 
-@pytest.fixture
-def old_layout(transactional_db):
-    """The database as migration 0002 left it; migrated to the newest again afterwards."""
-    migrate([("telemetry", "0002_rollups")])
+def migrated_back_to(migration):
+    """The database as telemetry's `migration` left it; migrated to the newest again afterwards."""
+    migrate([("telemetry", migration)])
     yield
     migrate()
     partitions.drop_partitions_before(T0 + 30 * DAY)
+
+
+@pytest.fixture
+def old_layout(transactional_db):
+    yield from migrated_back_to("0002_rollups")
 
 
 @pytest.fixture
@@ -83,3 +88,40 @@ def test_a_big_history_is_left_to_the_mover_which_moves_the_newest_first(old_lay
     assert points(sensor, T0, T0 + 3 * DAY) == [[ts, float(n)] for n, ts in enumerate(TIMES)]
     call_command("move_legacy_readings", stdout=out)
     assert "nothing to move" in out.getvalue()
+
+
+def primary_key_columns():
+    """The readings table's primary key columns, in their order."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT a.attname FROM pg_index i CROSS JOIN unnest(i.indkey) WITH ORDINALITY AS k(attnum, n) "
+                "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
+                "WHERE i.indrelid = 'telemetry_reading'::regclass AND i.indisprimary ORDER BY k.n"
+            )
+            return [name for (name,) in cursor.fetchall()]
+        cursor.execute("SELECT name, pk FROM pragma_table_info('telemetry_reading') WHERE pk > 0 ORDER BY pk")
+        return [name for name, _ in cursor.fetchall()]
+
+
+@pytest.fixture
+def keyed_layout(transactional_db):
+    yield from migrated_back_to("0003_reading_layout")
+
+
+def test_sqlite_readings_are_clustered_by_time_within_a_device_keeping_every_row(keyed_layout, sensor, make_device):
+    other = make_device("sensor-2", sensor.owner)
+    store = "INSERT INTO telemetry_reading (device_id, key, ts, kind, num, text) VALUES (%s, %s, %s, 'n', %s, NULL)"
+    with connection.cursor() as cursor:
+        cursor.executemany(store, [(device.pk, key, ts, float(n)) for device in (sensor, other)
+                                   for key in ("temp", "rh") for n, ts in enumerate(TIMES)])
+    assert primary_key_columns() == ["device_id", "key", "ts"]
+    migrate()
+    by_time = ["device_id", "ts", "key"] if connection.vendor == "sqlite" else ["device_id", "key", "ts"]
+    assert primary_key_columns() == by_time
+    for device in (sensor, other):
+        series = history.raw_series(device, ["temp", "rh"], T0, T0 + 3 * DAY, 100)
+        assert [one.points for one in series] == [[[ts, float(n)] for n, ts in enumerate(TIMES)]] * 2
+    migrate([("telemetry", "0003_reading_layout")])
+    assert primary_key_columns() == ["device_id", "key", "ts"]
+    assert Reading.objects.count() == 2 * 2 * len(TIMES)
