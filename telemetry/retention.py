@@ -71,8 +71,10 @@ def cutoffs_by_device(device_ids, now_ms):
 
 def expired_series(now_ms):
     """(resolution, device id, key, cutoff) for every key of every device whose rows of a
-    resolution expire at `now_ms`. Raw rows stay from the oldest minute the rollup job has
-    still to compute, so that no minute is rolled up after its readings are gone."""
+    resolution expire at `now_ms`; for raw rows, once per device with the key None, all its keys
+    together: SQLite orders them by (device, ts, key), so one key's rows lie among the others'.
+    Raw rows stay from the oldest minute the rollup job has still to compute, so that no minute
+    is rolled up after its readings are gone."""
     oldest_marked = oldest_marked_minute()
     keys = {}
     for device_id, key in LatestValue.objects.order_by("device_id", "key").values_list("device_id", "key"):
@@ -85,7 +87,8 @@ def expired_series(now_ms):
             if resolution == "raw" and before is not None and oldest_marked is not None:
                 before = min(before, oldest_marked)
             if before is not None:
-                found.extend((resolution, device_id, key, before) for key in keys[device_id])
+                series_keys = [None] if resolution == "raw" else keys[device_id]
+                found.extend((resolution, device_id, key, before) for key in series_keys)
     return found
 
 
@@ -113,10 +116,13 @@ def drop_expired_days(now_ms):
 
 
 def delete_expired(resolution, device_id, key, before, limit):
-    """Deletes the oldest rows, up to `limit`, of one key of a device older than `before`; returns
-    how many. Rows are one per (device, key, time): those up to the limit-th row's time are `limit`."""
+    """Deletes the oldest rows of one key of a device (None: of all its keys) older than `before`,
+    those up to the limit-th one's time; returns how many. That is `limit` rows, or a few more
+    where several keys share that time; fewer only when no more have expired."""
     model, column, _ = TABLES[resolution]
-    expired = model.objects.filter(device_id=device_id, key=key, **{f"{column}__lt": before})
+    expired = model.objects.filter(device_id=device_id, **{f"{column}__lt": before})
+    if key is not None:
+        expired = expired.filter(key=key)
     last = list(expired.order_by(column).values_list(column, flat=True)[limit - 1:limit])
     if last:
         expired = expired.filter(**{f"{column}__lte": last[0]})
