@@ -9,6 +9,7 @@ and a late reading only marks an old minute again. docs/storage.md explains the 
 """
 from collections import defaultdict
 from itertools import groupby
+from operator import itemgetter
 
 from django.db import connection, transaction
 
@@ -24,7 +25,7 @@ MARKS_PER_PASS = 50
 # A minute is rolled up once it has ended this long ago, not while readings still arrive in it
 # (flushes would mark it again and again), and again for each late reading.
 SETTLE_MS = 5_000
-# Marked buckets of one key this far apart are read in separate queries, so that one late
+# Marked buckets of one device this far apart are read in separate queries, so that one late
 # reading does not make the job read every row between it and the present.
 RUN_GAP_BUCKETS = 60
 # pg_try_advisory_xact_lock's key: one rollup job at a time across bridges (on SQLite the
@@ -142,19 +143,23 @@ def _only_job():
 
 def _recompute(model, buckets, width, read_parts):
     """Sets each bucket (device, key, start) of `model` to the sum of its parts from
-    `read_parts`, or deletes it when it has none."""
+    `read_parts`, or deletes it when it has none. A device's keys are read together, a run of
+    buckets at a time: on SQLite its rows are ordered by time before key (docs/storage.md)."""
     computed = []
     empty = []
-    by_series = defaultdict(list)
+    by_device = defaultdict(lambda: defaultdict(set))
     for device, key, start in buckets:
-        by_series[device, key].append(start)
-    for (device, key), starts in by_series.items():
-        starts.sort()
-        for run in _runs(starts, width):
-            wanted = set(run)
-            found = _combine(read_parts(device, key, run[0], run[-1] + width), width, wanted)
-            computed.extend((device, key, start, *found[start]) for start in sorted(found))
-            empty.extend((device, key, start) for start in sorted(wanted - set(found)))
+        by_device[device][key].add(start)
+    for device, starts_by_key in by_device.items():
+        for run in _runs(sorted(set().union(*starts_by_key.values())), width):
+            in_run = set(run)
+            wanted_by_key = {key: starts & in_run for key, starts in starts_by_key.items() if starts & in_run}
+            parts = read_parts(device, sorted(wanted_by_key), run[0], run[-1] + width)
+            parts_by_key = {key: [part[1:] for part in key_parts] for key, key_parts in groupby(parts, key=itemgetter(0))}
+            for key, wanted in sorted(wanted_by_key.items()):
+                found = _combine(parts_by_key.get(key, ()), width, wanted)
+                computed.extend((device, key, start, *found[start]) for start in sorted(found))
+                empty.extend((device, key, start) for start in sorted(wanted - set(found)))
     _upsert(model, computed)
     for (device, key), rows in groupby(empty, key=lambda row: row[:2]):
         model.objects.filter(device_id=device, key=key, start__in=[row[2] for row in rows]).delete()
@@ -191,44 +196,49 @@ def _combine(parts, width, wanted):
     return found
 
 
-def _raw_parts(device, key, start, end):
-    """The minutes of a series' raw rows, summed up by the database: a minute can hold thousands
+def _raw_parts(device, keys, start, end):
+    """The minutes of some keys' raw rows of a device, (key, minute start, min, max, sum, count,
+    first, last) in key and time order, summed up by the database: a minute can hold thousands
     of readings, and reading each into Python cost the bridge's database thread a fifth of its
     time at 14,000 readings/s. First and last are the values at the minute's first and last ts,
     found by the primary key."""
     with connection.cursor() as cursor:
-        cursor.execute(_raw_parts_sql(), [MINUTE_MS, device, key, start, end, *ROLLED_KINDS, device, key, device, key])
+        cursor.execute(_raw_parts_sql(len(keys)), [MINUTE_MS, device, *keys, start, end, *ROLLED_KINDS, device, device])
         return cursor.fetchall()
 
 
-def _raw_parts_sql():
+def _raw_parts_sql(key_count):
     quote = connection.ops.quote_name
     table = quote(Reading._meta.db_table)
     device, key, ts, kind, num = map(quote, ("device_id", "key", "ts", "kind", "num"))
+    keys = ", ".join(["%s"] * key_count)
     kinds = ", ".join(["%s"] * len(ROLLED_KINDS))
     return (
-        f"SELECT minutes.start, minutes.low, minutes.high, minutes.total, minutes.count, first.{num}, last.{num} "
-        f"FROM (SELECT {ts} - {ts} %% %s AS start, min({num}) AS low, max({num}) AS high, sum({num}) AS total, "
-        f"count(*) AS count, min({ts}) AS first_ts, max({ts}) AS last_ts FROM {table} "
-        f"WHERE {device} = %s AND {key} = %s AND {ts} >= %s AND {ts} < %s AND {kind} IN ({kinds}) GROUP BY 1) AS minutes "
-        f"JOIN {table} AS first ON first.{device} = %s AND first.{key} = %s AND first.{ts} = minutes.first_ts "
-        f"JOIN {table} AS last ON last.{device} = %s AND last.{key} = %s AND last.{ts} = minutes.last_ts "
-        f"ORDER BY minutes.start"
+        f"SELECT minutes.{key}, minutes.start, minutes.low, minutes.high, minutes.total, minutes.count, "
+        f"first.{num}, last.{num} "
+        f"FROM (SELECT {key}, {ts} - {ts} %% %s AS start, min({num}) AS low, max({num}) AS high, "
+        f"sum({num}) AS total, count(*) AS count, min({ts}) AS first_ts, max({ts}) AS last_ts FROM {table} "
+        f"WHERE {device} = %s AND {key} IN ({keys}) AND {ts} >= %s AND {ts} < %s AND {kind} IN ({kinds}) "
+        f"GROUP BY 1, 2) AS minutes "
+        f"JOIN {table} AS first ON first.{device} = %s AND first.{key} = minutes.{key} AND first.{ts} = minutes.first_ts "
+        f"JOIN {table} AS last ON last.{device} = %s AND last.{key} = minutes.{key} AND last.{ts} = minutes.last_ts "
+        f"ORDER BY 1, 2"
     )
 
 
-def _minute_parts(device, key, start, end):
-    """A series' minute rollups in [start, end). Plain SQL: the ORM's building of the query cost
-    more than the query (it runs for every minute the job computes)."""
+def _minute_parts(device, keys, start, end):
+    """Some keys' minute rollups of a device in [start, end), (key, start, min, max, sum, count,
+    first, last) in key and time order. Plain SQL: the ORM's building of the query cost more
+    than the query (it runs for every minute the job computes)."""
     quote = connection.ops.quote_name
     device_column, key_column, start_column = map(quote, ROLLUP_COLUMNS[:3])
     sql = (
-        f"SELECT {', '.join(map(quote, ROLLUP_COLUMNS[2:]))} FROM {quote(MinuteRollup._meta.db_table)} "
-        f"WHERE {device_column} = %s AND {key_column} = %s AND {start_column} >= %s AND {start_column} < %s "
-        f"ORDER BY {start_column}"
+        f"SELECT {', '.join(map(quote, ROLLUP_COLUMNS[1:]))} FROM {quote(MinuteRollup._meta.db_table)} "
+        f"WHERE {device_column} = %s AND {key_column} IN ({', '.join(['%s'] * len(keys))}) "
+        f"AND {start_column} >= %s AND {start_column} < %s ORDER BY 1, 2"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [device, key, start, end])
+        cursor.execute(sql, [device, *keys, start, end])
         return cursor.fetchall()
 
 

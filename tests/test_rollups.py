@@ -73,6 +73,20 @@ def test_rollups_equal_the_raw_rows_with_duplicates_and_late_readings(sensor):
     assert (hour.first, hour.last, hour.count) == (temps[0], temps[-1], len(temps))
 
 
+def test_the_keys_of_a_device_marked_in_different_minutes_get_each_their_own(sensor):
+    """The job reads a device's keys together, a run of nearby minutes at a time."""
+    far = T0 + (rollups.RUN_GAP_BUCKETS + 5) * MINUTE  # in a run of its own
+    store(sensor.pk, (T0 + 1, {"temp": 1.0}), (T0 + MINUTE + 1, {"rh": 40.0}),
+          (T0 + MINUTE + 2, {"temp": 3.0, "rh": 42.0}), (far, {"rh": 50.0}))
+    roll_up_everything()
+    assert sorted(MinuteRollup.objects.values_list("key", "start", "count", "first", "last")) == [
+        ("rh", T0 + MINUTE, 2, 40.0, 42.0), ("rh", far, 1, 50.0, 50.0),
+        ("temp", T0, 1, 1.0, 1.0), ("temp", T0 + MINUTE, 1, 3.0, 3.0),
+    ]
+    raw, rolled = both(sensor, ["temp", "rh"], T0, far + MINUTE, 60)
+    assert rolled == raw
+
+
 def test_rolling_up_again_changes_nothing(sensor):
     store(sensor.pk, *readings_over(T0, 1, seed=3))
     roll_up_everything()
