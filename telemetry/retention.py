@@ -10,6 +10,7 @@ batches, one key of one device at a time, so a pass never holds the database for
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db import connection
 
 from devices.models import Device
 from telemetry import partitions
@@ -71,14 +72,16 @@ def cutoffs_by_device(device_ids, now_ms):
 
 def expired_series(now_ms):
     """(resolution, device id, key, cutoff) for every key of every device whose rows of a
-    resolution expire at `now_ms`; for raw rows, once per device with the key None, all its keys
-    together: SQLite orders them by (device, ts, key), so one key's rows lie among the others'.
+    resolution expire at `now_ms`; on SQLite raw rows once per device with the key None, all its
+    keys together, as they are ordered by (device, ts, key) there and one key's rows lie among
+    the others' (PostgreSQL's primary key, (device, key, ts), gives one key's rows in time order).
     Raw rows stay from the oldest minute the rollup job has still to compute, so that no minute
     is rolled up after its readings are gone."""
     oldest_marked = oldest_marked_minute()
     keys = {}
     for device_id, key in LatestValue.objects.order_by("device_id", "key").values_list("device_id", "key"):
         keys.setdefault(device_id, []).append(key)
+    raw_by_device = connection.vendor == "sqlite"
     found = []
     for device_id, *overrides in Device.objects.filter(pk__in=keys).order_by("pk").values_list("pk", *DEVICE_FIELDS):
         limits = cutoffs(effective_days(overrides), now_ms)
@@ -87,7 +90,7 @@ def expired_series(now_ms):
             if resolution == "raw" and before is not None and oldest_marked is not None:
                 before = min(before, oldest_marked)
             if before is not None:
-                series_keys = [None] if resolution == "raw" else keys[device_id]
+                series_keys = [None] if resolution == "raw" and raw_by_device else keys[device_id]
                 found.extend((resolution, device_id, key, before) for key in series_keys)
     return found
 

@@ -153,7 +153,7 @@ def _recompute(model, buckets, width, read_parts):
     for device, starts_by_key in by_device.items():
         for run in _runs(sorted(set().union(*starts_by_key.values())), width):
             in_run = set(run)
-            wanted_by_key = {key: starts & in_run for key, starts in starts_by_key.items() if starts & in_run}
+            wanted_by_key = {key: wanted for key, starts in starts_by_key.items() if (wanted := starts & in_run)}
             parts = read_parts(device, sorted(wanted_by_key), run[0], run[-1] + width)
             parts_by_key = {key: [part[1:] for part in key_parts] for key, key_parts in groupby(parts, key=itemgetter(0))}
             for key, wanted in sorted(wanted_by_key.items()):
