@@ -1,6 +1,8 @@
 """The benchmark suite's quick mode, so the suite cannot rot. It asserts what the run did,
 never how fast: figures belong to `python -m bench.run`, not to tests."""
 import json
+import re
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -170,3 +172,33 @@ def test_the_alarm_latency_bench_times_each_alarm_to_its_row_and_its_frame(tmp_p
         assert 0 <= figures["p50_ms"] <= figures["p99_ms"] <= figures["max_ms"]
     assert "for_seconds_to_frame" in result.stdout
     assert result.stdout.rstrip().endswith(f"command: python -m bench.run --quick --only alarm_latency --out {out}")
+
+
+def test_the_timeline_bench_prints_the_bridge_second_by_second():
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.timeline", "--rate", "300", "--seconds", "3", "--warm", "0"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    rows = [[int(cell) for cell in line.replace(",", "").split()] for line in lines if re.fullmatch(r"[\d, ]+", line)]
+    assert [row[0] for row in rows] == list(range(len(rows))) and len(rows) >= 3
+    assert sum(row[3] for row in rows) > 0  # flushes
+    assert "300 readings/s for 3 s, 900 stored, 0 lost; dashboards p50" in result.stdout
+    assert lines[-1] == "command: python -m bench.timeline --rate 300 --seconds 3 --warm 0"
+
+
+def test_the_timeline_bench_counts_sqlite_checkpoints_from_the_wal_header(tmp_path):
+    from bench.timeline import wal_checkpoints
+
+    database = sqlite3.connect(tmp_path / "db.sqlite3", isolation_level=None)
+    database.execute("PRAGMA journal_mode=WAL")
+    database.execute("PRAGMA wal_autocheckpoint=0")
+    database.execute("CREATE TABLE t (x)")
+    before = wal_checkpoints(tmp_path / "db.sqlite3-wal")
+    database.execute("INSERT INTO t VALUES (1)")
+    assert wal_checkpoints(tmp_path / "db.sqlite3-wal") == before
+    database.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    database.execute("INSERT INTO t VALUES (2)")  # the first write after a whole checkpoint starts the log again
+    assert wal_checkpoints(tmp_path / "db.sqlite3-wal") == before + 1
+    assert wal_checkpoints(tmp_path / "missing-wal") == 0

@@ -1,0 +1,116 @@
+"""Where a live rate's tail comes from: one ingest rate on a bench Stack, the bridge's figures
+second by second.
+
+    python -m bench.timeline --rate 3650 --seconds 40 --warm 60
+
+It runs bench.run's ingest scenario (10 dashboards): first for --warm seconds unmeasured, so that
+the database is in its steady state (each device's newest rows on pages of their own), then for
+--seconds, reading the bridge's /metrics every SAMPLE_SECONDS and, on SQLite, the checkpoint
+sequence in the WAL's header (SQLite counts each time the log starts again after a checkpoint).
+For each second it prints the oldest reading held unstored at worst, the most readings held,
+the flushes and the time they took, the minutes rolled up and the checkpoints; then the
+dashboards' latency over the run.
+"""
+import argparse
+import shlex
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from bench.run import log, scenario_ingest
+from bench.stack import Stack
+
+SAMPLE_SECONDS = 0.1
+# The WAL header's checkpoint sequence number, big-endian (sqlite.org/fileformat2.html#walformat).
+WAL_CHECKPOINT_SEQUENCE = slice(12, 16)
+
+
+def wal_checkpoints(wal):
+    """SQLite's checkpoint sequence in the WAL file `wal`, or 0 before it exists."""
+    try:
+        with open(wal, "rb") as file:
+            return int.from_bytes(file.read(16)[WAL_CHECKPOINT_SEQUENCE], "big")
+    except OSError:
+        return 0
+
+
+class Sampler:
+    """Samples the bridge's metrics (and `wal`'s checkpoints, if given) in a thread until stopped."""
+
+    def __init__(self, stack, wal=None):
+        self.stack = stack
+        self.wal = wal
+        self.samples = []  # (time.time(), {metric name: value})
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self):
+        while not self._stop.wait(SAMPLE_SECONDS):
+            figures = self.stack.bridge_metrics()
+            figures["checkpoints"] = wal_checkpoints(self.wal) if self.wal else 0
+            self.samples.append((time.time(), figures))
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+
+
+def per_second(samples):
+    """One row a second, until the last flush: the worst of the gauges and the increase of the counters."""
+    rows = []
+    start, before = samples[0]
+    worst_age = worst_held = 0.0
+    for at, figures in samples[1:]:
+        worst_age = max(worst_age, figures["telehub_bridge_oldest_held_seconds"])
+        worst_held = max(worst_held, figures["telehub_bridge_readings_held"])
+        if at - start < len(rows) + 1:
+            continue
+        flushes = figures["telehub_bridge_flush_seconds_count"] - before["telehub_bridge_flush_seconds_count"]
+        flushing = figures["telehub_bridge_flush_seconds_sum"] - before["telehub_bridge_flush_seconds_sum"]
+        rows.append({
+            "second": len(rows), "oldest_held_ms": round(worst_age * 1000), "held": round(worst_held),
+            "flushes": round(flushes), "flushing_ms": round(flushing * 1000),
+            "rolled_up": round(figures["telehub_rollup_minutes_total"] - before["telehub_rollup_minutes_total"]),
+            "checkpoints": figures["checkpoints"] - before["checkpoints"],
+        })
+        before, worst_age, worst_held = figures, 0.0, 0.0
+    while rows and not rows[-1]["flushes"] and not rows[-1]["held"]:
+        rows.pop()  # the dashboards' and the drain's wait after the last flush
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=int, required=True, help="readings/s offered")
+    parser.add_argument("--seconds", type=int, default=40)
+    parser.add_argument("--warm", type=int, default=60, help="seconds of the same rate first, not measured")
+    parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    args = parser.parse_args()
+    command = "python -m bench.timeline " + shlex.join(sys.argv[1:])
+    stack = Stack(Path(tempfile.mkdtemp(prefix="telehub-timeline-")), devices=1_000, database=args.database, log=log)
+    try:
+        stack.start()
+        if args.warm:
+            scenario_ingest(stack, args.rate, args.warm)
+            stack.wait_rolled_up()
+        sampler = Sampler(stack, wal=None if stack.postgres else f"{stack.database}-wal")
+        result = scenario_ingest(stack, args.rate, args.seconds)
+        sampler.stop()
+    finally:
+        stack.stop()
+    columns = ["second", "oldest_held_ms", "held", "flushes", "flushing_ms", "rolled_up", "checkpoints"]
+    print("  ".join(f"{name:>14}" for name in columns))
+    for row in per_second(sampler.samples):
+        print("  ".join(f"{row[name]:>14,}" for name in columns))
+    latency = result["publish_to_websocket"]
+    print(f"\n{args.rate:,} readings/s for {args.seconds} s, {result['stored']:,} stored, {result['lost']:,} lost; "
+          f"dashboards p50 {latency['p50_ms']} ms, p95 {latency['p95_ms']} ms, p99 {latency['p99_ms']} ms; "
+          f"the bridge at {result['resources']['bridge']['cpu_percent']}% of a core")
+    print(f"command: {command}")
+
+
+if __name__ == "__main__":
+    main()
