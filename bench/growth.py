@@ -3,6 +3,7 @@ database and then, in the same run and on the same stack, on one filled with mon
 
     python -m bench.growth                        # 50 million values over 90 days from 1,000 devices
     python -m bench.growth --database postgres    # on a throwaway PostgreSQL cluster
+    python -m bench.growth --database postgres --bridges 2   # two bridges in the shared group
     python -m bench.growth --quick                # 100,000 values of 20 devices, short phases: what CI runs
 
 On each database: the raw ceiling (a bare paho subscriber draining a backlog) and our bridge's
@@ -196,14 +197,15 @@ def main():
     parser.add_argument("--values", type=int, help=f"values to fill (default {FULL['values']:,})")
     parser.add_argument("--days", type=int, help=f"days the filled values span, up to now (default {FULL['days']})")
     parser.add_argument("--devices", type=int, help=f"devices, 5 keys each (default {FULL['devices']:,})")
+    parser.add_argument("--bridges", type=int, default=1, help="bridge processes, sharing the broker's load through the shared subscription group")
     parser.add_argument("--out", default="var/bench/growth.json")
     args = parser.parse_args()
     sizes = dict(QUICK if args.quick else FULL)
     sizes.update({name: getattr(args, name) for name in ("values", "days", "devices") if getattr(args, name)})
     command = "python -m bench.growth " + shlex.join(sys.argv[1:])
-    results = {"command": command, "machine": machine(), "database": args.database, "sizes": sizes,
+    results = {"command": command, "machine": machine(), "database": args.database, "bridges": args.bridges, "sizes": sizes,
                "load_before": [round(load, 2) for load in os.getloadavg()]}
-    log(f"{command} on {results['machine']['cpu']}, {results['machine']['cores']} cores")
+    log(f"{command} on {results['machine']['cpu']}, {results['machine']['cores']} cores, {args.bridges} bridge(s)")
     end_ms = int(time.time() * 1000)  # the filled history ends here; every query too
     # Raw readings kept longer than the fill spans, so the bridge's own retention keeps them all.
     keep = {"HUB_RETAIN_RAW_DAYS": str(sizes["days"] + 10)}
@@ -215,6 +217,7 @@ def main():
 
     with tempfile.TemporaryDirectory(prefix="telehub-growth-") as workdir:
         stack = Stack(workdir, devices=sizes["devices"], database=args.database, log=log, settings=keep)
+        stack.add_bridges(args.bridges - 1)
         try:
             stack.start()
             measure(stack, results.setdefault("empty", {}), save, sizes, end_ms)

@@ -52,12 +52,14 @@ def test_the_fill_stores_the_values_asked_with_the_latest_values_and_rollups_the
 @pytest.mark.live
 def test_the_quick_run_measures_every_figure_on_the_empty_and_the_full_database(tmp_path):
     out = tmp_path / "growth.json"
-    result = subprocess.run([sys.executable, "-m", "bench.growth", "--quick", "--out", str(out)],
+    result = subprocess.run([sys.executable, "-m", "bench.growth", "--quick", "--bridges", "2", "--out", str(out)],
                             cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     figures = json.loads(out.read_text())
-    assert result.stdout.rstrip().endswith(f"command: python -m bench.growth --quick --out {out}")
-    assert figures["command"] == f"python -m bench.growth --quick --out {out}"
+    assert result.stdout.rstrip().endswith(f"command: python -m bench.growth --quick --bridges 2 --out {out}")
+    assert figures["command"] == f"python -m bench.growth --quick --bridges 2 --out {out}"
+    # Both bridges in the shared group: the counts below are what the two stored between them.
+    assert figures["bridges"] == 2 and "2 bridge(s)" in result.stdout
     assert figures["fill"]["values"] == 100_000 and figures["fill"]["values_per_s"] > 0
     assert figures["fill"]["settle_s"] >= 0 and "fill: settled in" in result.stdout
     assert "fill: 100,000 of 100,000 values (100.0%)" in result.stderr
