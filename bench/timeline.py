@@ -5,8 +5,9 @@ second by second.
 
 It runs bench.run's ingest scenario (10 dashboards): first for --warm seconds unmeasured, so that
 the database is in its steady state (each device's newest rows on pages of their own), then for
---seconds, reading the bridge's /metrics every SAMPLE_SECONDS and, on SQLite, the checkpoint
-sequence in the WAL's header (SQLite counts each time the log starts again after a checkpoint).
+--seconds, reading the bridge's /metrics every SAMPLE_SECONDS and the database's checkpoints: on
+SQLite the checkpoint sequence in the WAL's header (SQLite counts each time the log starts again
+after a checkpoint), on PostgreSQL the checkpoints its statistics count.
 For each second it prints the oldest reading held unstored at worst, the most readings held,
 the flushes and the time they took, the minutes rolled up and the checkpoints; then the
 dashboards' latency over the run.
@@ -18,6 +19,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+import psycopg
 
 from bench.run import log, scenario_ingest
 from bench.stack import Stack
@@ -36,12 +39,31 @@ def wal_checkpoints(wal):
         return 0
 
 
-class Sampler:
-    """Samples the bridge's metrics (and `wal`'s checkpoints, if given) in a thread until stopped."""
+def postgres_checkpoints(connection):
+    """The checkpoints PostgreSQL has begun, timed and requested, on a psycopg `connection` in
+    autocommit (statistics are read once per transaction): pg_stat_checkpointer from version 17,
+    pg_stat_bgwriter before."""
+    if connection.info.server_version >= 170000:
+        sql = "SELECT num_timed + num_requested FROM pg_stat_checkpointer"
+    else:
+        sql = "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter"
+    return connection.execute(sql).fetchone()[0]
 
-    def __init__(self, stack, wal=None):
+
+def checkpoint_counter(stack):
+    """A function counting the stack's database's checkpoints so far."""
+    if stack.postgres:
+        connection = psycopg.connect(stack.postgres.url, autocommit=True)
+        return lambda: postgres_checkpoints(connection)
+    return lambda: wal_checkpoints(f"{stack.database}-wal")
+
+
+class Sampler:
+    """Samples the bridge's metrics and `checkpoints()` in a thread until stopped."""
+
+    def __init__(self, stack, checkpoints):
         self.stack = stack
-        self.wal = wal
+        self.checkpoints = checkpoints
         self.samples = []  # (time.time(), {metric name: value})
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -50,7 +72,7 @@ class Sampler:
     def _sample(self):
         while not self._stop.wait(SAMPLE_SECONDS):
             figures = self.stack.bridge_metrics()
-            figures["checkpoints"] = wal_checkpoints(self.wal) if self.wal else 0
+            figures["checkpoints"] = self.checkpoints()
             self.samples.append((time.time(), figures))
 
     def stop(self):
@@ -96,7 +118,7 @@ def main():
         if args.warm:
             scenario_ingest(stack, args.rate, args.warm)
             stack.wait_rolled_up()
-        sampler = Sampler(stack, wal=None if stack.postgres else f"{stack.database}-wal")
+        sampler = Sampler(stack, checkpoint_counter(stack))
         result = scenario_ingest(stack, args.rate, args.seconds)
         sampler.stop()
     finally:

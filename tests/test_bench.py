@@ -5,6 +5,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -202,3 +203,23 @@ def test_the_timeline_bench_counts_sqlite_checkpoints_from_the_wal_header(tmp_pa
     database.execute("INSERT INTO t VALUES (2)")  # the first write after a whole checkpoint starts the log again
     assert wal_checkpoints(tmp_path / "db.sqlite3-wal") == before + 1
     assert wal_checkpoints(tmp_path / "missing-wal") == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_timeline_bench_counts_postgresql_checkpoints():
+    from django.db import connection
+
+    from bench.timeline import postgres_checkpoints
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's own checkpoints")
+    connection.ensure_connection()
+    server = connection.connection  # psycopg's, in autocommit: each read sees fresh statistics
+    before = postgres_checkpoints(server)
+    server.execute("CHECKPOINT")
+    # The checkpointer reports its statistics just after it wakes the backend that asked.
+    deadline = time.monotonic() + 10
+    while (counted := postgres_checkpoints(server)) == before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert counted == before + 1
