@@ -1,13 +1,17 @@
 """Stored rollups and retention (telemetry.rollups, telemetry.retention, telemetry.upkeep): the
 rollups give what the raw rows give, duplicates and late readings included; retention deletes
 exactly what has expired at each resolution; the history API answers across the boundary."""
+import asyncio
 import io
 import random
+import threading
 import time
 
 import pytest
 from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
 from django.core.management import call_command
+from django.db import connection
 from django.utils import timezone
 
 from bridge.protocol import Sample
@@ -193,6 +197,58 @@ def test_upkeep_rolls_up_in_passes_and_counts(sensor, monkeypatch):
     async_to_sync(upkeep.roll_up_pass)()
     assert upkeep.counts["minutes_rolled_up"] == 5 and upkeep.marked == 0 and upkeep.rolled_at is not None
     assert MinuteRollup.objects.count() == 5
+
+
+
+def test_on_postgresql_a_flush_does_not_wait_for_the_rollup_job(sensor, monkeypatch):
+    if connection.vendor != "postgresql":
+        pytest.skip("on SQLite the job shares the bridge's database thread: one writer at a time")
+    in_batch, release = threading.Event(), threading.Event()
+
+    def long_batch(now_ms, limit):
+        in_batch.set()
+        release.wait(30)
+        return 0, 0
+
+    monkeypatch.setattr(rollups, "roll_up_marked", long_batch)
+    upkeep = Upkeep(clock=lambda: T0 + DAY)
+
+    async def flush_during_a_batch():
+        job = asyncio.create_task(upkeep.roll_up_pass())
+        try:
+            assert await asyncio.to_thread(in_batch.wait, 10)
+            # The bridge's flushes run where database_sync_to_async runs them.
+            flushed = database_sync_to_async(store_samples)({sensor.pk: [Sample(T0, {"temp": 1.0})]}, timezone.now())
+            return await asyncio.wait_for(flushed, 10), job.done()
+        finally:
+            release.set()
+            await job
+
+    assert async_to_sync(flush_during_a_batch)() == ({sensor.pk: 1}, False)
+    assert upkeep.rolled_at is not None
+
+
+
+def test_on_postgresql_the_jobs_close_their_connection_after_each_pass(sensor):
+    if connection.vendor != "postgresql":
+        pytest.skip("on SQLite the jobs use the bridge's connection")
+
+    def other_connections():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                           "AND pid <> pg_backend_pid()")
+            return cursor.fetchone()[0]
+
+    before = other_connections()
+    store(sensor.pk, (T0, {"temp": 1.0}))
+    upkeep = Upkeep(clock=lambda: T0 + DAY)
+    async_to_sync(upkeep.roll_up_pass)()
+    async_to_sync(upkeep.retention_pass)()
+    assert upkeep.counts["minutes_rolled_up"] == 1  # the jobs did reach the database
+    deadline = time.monotonic() + 10  # a backend leaves pg_stat_activity just after its client closes
+    while (left := other_connections()) > before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert left == before
 
 
 # The history API across the boundary where raw rows have expired.
