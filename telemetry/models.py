@@ -52,7 +52,9 @@ class KeyedValue(models.Model):
 class Reading(KeyedValue):
     # No id: the key is the row's identity, and the only index (no index of its own on device).
     pk = models.CompositePrimaryKey("device", "key", "ts")
-    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="readings", db_index=False)
+    # No constraint on PostgreSQL: telemetry.deletion says what keeps readings with their device.
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="readings", db_index=False,
+                               db_constraint=False)
 
     def __str__(self):
         return f"{self.device_id} {self.key}={self.value!r} @{self.ts}"
@@ -61,7 +63,8 @@ class Reading(KeyedValue):
 class LatestValue(KeyedValue):
     """The newest value of each key of each device, kept by the bridge as readings arrive."""
 
-    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="latest_values", db_index=False)
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="latest_values", db_index=False,
+                               db_constraint=False)  # as Reading.device
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["device", "key"], name="latest_device_key")]

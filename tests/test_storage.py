@@ -1,10 +1,14 @@
 """telemetry.storage.store_samples: what one flush of the bridge writes (docs/storage.md)."""
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from math import ceil
 
 import pytest
 from django.db import connection
+from django.db.models.signals import pre_delete
 from django.test.utils import CaptureQueriesContext
 
 from bridge.protocol import Sample
@@ -214,3 +218,83 @@ def test_a_flush_takes_a_statement_per_table_and_per_thousand_readings(devices):
     assert large == small + (0 if connection.vendor == "postgresql" else ceil(readings / SQLITE_ROWS_PER_STATEMENT) - 1)
     assert Reading.objects.count() == 1 + readings
 
+
+
+def test_deleting_a_device_takes_its_readings_and_latest_values(devices):
+    d1, d2 = devices
+    store_samples({"d1": [Sample(T0, {"temp": 1.0})], "d2": [Sample(T0, {"temp": 2.0})]}, RECEIVED)
+    d1.delete()
+    assert stored("d1") == [] and latest("d1") == {}
+    assert stored("d2") == [("temp", T0, 2.0)] and latest("d2") == {"temp": (T0, 2.0)}
+
+
+def test_a_flush_during_a_device_deletion_waits_for_it_and_stores_none_of_its_readings(devices, make_device):
+    """No constraint keeps readings with their device on PostgreSQL: the deletion locks the device
+    first (telemetry.deletion), so a flush cannot slip readings in between the deletion of its
+    readings and that of the device."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite's one writer keeps the flush out of the deletion's transaction")
+    d1, _ = devices
+    locked, go = threading.Event(), threading.Event()
+
+    def hold_the_deletion(sender, instance, **kwargs):  # after the lock, before anything is deleted
+        locked.set()
+        go.wait(30)
+
+    def flush():
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                flush_pid.append(cursor.fetchone()[0])
+            return store_samples({"d1": [Sample(T0, {"temp": 1.0})], "d2": [Sample(T0, {"temp": 2.0})]}, RECEIVED)
+        finally:
+            connection.close()
+
+    def delete():
+        try:
+            d1.delete()
+        finally:
+            connection.close()
+
+    flush_pid = []
+    pre_delete.connect(hold_the_deletion, sender=Device)
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            deleting = pool.submit(delete)
+            assert locked.wait(10)
+            flushing = pool.submit(flush)
+            try:
+                assert wait_for_lock_wait(flush_pid), "the flush did not wait for the deletion"
+            finally:
+                go.set()
+            deleting.result(10)
+            seqs = flushing.result(10)
+    finally:
+        pre_delete.disconnect(hold_the_deletion, sender=Device)
+    assert seqs == {"d2": 1}
+    assert stored("d1") == [] and latest("d1") == {}
+    assert stored("d2") == [("temp", T0, 2.0)]
+
+
+def wait_for_lock_wait(pids, timeout=10):
+    """Whether the backend whose pid `pids` comes to hold waits on a lock within `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pids:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [pids[0]])
+                row = cursor.fetchone()
+            if row and row[0] == "Lock":
+                return True
+        time.sleep(0.01)
+    return False
+
+
+def test_on_postgresql_no_constraint_is_checked_per_stored_value(db):
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite keeps its constraints (migration 0005)")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT conrelid::regclass::text FROM pg_constraint WHERE contype = 'f' "
+                       "AND confrelid = 'devices_device'::regclass AND conrelid::regclass::text LIKE 'telemetry_%%'")
+        constrained = sorted(table for (table,) in cursor.fetchall())
+    assert constrained == ["telemetry_hourrollup", "telemetry_minuterollup", "telemetry_rollupmark"]
