@@ -8,29 +8,32 @@ import django.db.models.deletion
 TABLES = ("telemetry_reading", "telemetry_latestvalue")
 
 
-def drop_constraints(apps, schema_editor):
-    if schema_editor.connection.vendor != "postgresql":
-        return
-    with schema_editor.connection.cursor() as cursor:
-        for table in TABLES:
-            cursor.execute(
-                "SELECT conname FROM pg_constraint WHERE contype = 'f' AND conrelid = %s::regclass "
-                "AND confrelid = 'devices_device'::regclass",
-                [table],
-            )
-            for (name,) in cursor.fetchall():
-                cursor.execute(f'ALTER TABLE "{table}" DROP CONSTRAINT "{name}"')
+def on_each_table(change):
+    """A migration step applying change(cursor, table) to each table, on PostgreSQL only."""
+    def step(apps, schema_editor):
+        if schema_editor.connection.vendor != "postgresql":
+            return
+        with schema_editor.connection.cursor() as cursor:
+            for table in TABLES:
+                change(cursor, table)
+    return step
 
 
-def add_constraints(apps, schema_editor):
-    if schema_editor.connection.vendor != "postgresql":
-        return
-    with schema_editor.connection.cursor() as cursor:
-        for table in TABLES:
-            cursor.execute(
-                f'ALTER TABLE "{table}" ADD CONSTRAINT "{table}_device_id_fkey" FOREIGN KEY ("device_id") '
-                'REFERENCES "devices_device" ("id") DEFERRABLE INITIALLY DEFERRED'
-            )
+def drop_constraint(cursor, table):
+    cursor.execute(
+        "SELECT conname FROM pg_constraint WHERE contype = 'f' AND conrelid = %s::regclass "
+        "AND confrelid = 'devices_device'::regclass",
+        [table],
+    )
+    for (name,) in cursor.fetchall():
+        cursor.execute(f'ALTER TABLE "{table}" DROP CONSTRAINT "{name}"')
+
+
+def add_constraint(cursor, table):
+    cursor.execute(
+        f'ALTER TABLE "{table}" ADD CONSTRAINT "{table}_device_id_fkey" FOREIGN KEY ("device_id") '
+        'REFERENCES "devices_device" ("id") DEFERRABLE INITIALLY DEFERRED'
+    )
 
 
 class Migration(migrations.Migration):
@@ -42,7 +45,7 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.SeparateDatabaseAndState(
-            database_operations=[migrations.RunPython(drop_constraints, add_constraints)],
+            database_operations=[migrations.RunPython(on_each_table(drop_constraint), on_each_table(add_constraint))],
             state_operations=[
                 migrations.AlterField(
                     model_name='latestvalue',
