@@ -57,7 +57,7 @@ class Upkeep:
             yield
         finally:
             if connection.vendor == "postgresql":
-                await sync_to_async(_close_connection, thread_sensitive=False, executor=self._thread)()
+                await self._in_database(_close_connection)
 
     async def roll_up_forever(self):
         while True:
