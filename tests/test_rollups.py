@@ -228,7 +228,6 @@ def test_on_postgresql_a_flush_does_not_wait_for_the_rollup_job(sensor, monkeypa
     assert upkeep.rolled_at is not None
 
 
-
 def test_on_postgresql_the_jobs_close_their_connection_after_each_pass(sensor):
     if connection.vendor != "postgresql":
         pytest.skip("on SQLite the jobs use the bridge's connection")

@@ -228,7 +228,7 @@ def test_deleting_a_device_takes_its_readings_and_latest_values(devices):
     assert stored("d2") == [("temp", T0, 2.0)] and latest("d2") == {"temp": (T0, 2.0)}
 
 
-def test_a_flush_during_a_device_deletion_waits_for_it_and_stores_none_of_its_readings(devices, make_device):
+def test_a_flush_during_a_device_deletion_waits_for_it_and_stores_none_of_its_readings(devices):
     """No constraint keeps readings with their device on PostgreSQL: the deletion locks the device
     first (telemetry.deletion), so a flush cannot slip readings in between the deletion of its
     readings and that of the device."""
