@@ -33,7 +33,7 @@ from bridge.protocol import Rejected
 from bridge.rejects import RejectLog
 from devices import commands
 from devices.presence import record_status
-from hub.tasks import crashes, start_supervised
+from hub.tasks import cancel_and_wait, crashes, start_supervised
 from telemetry import events
 from telemetry.storage import store_samples
 from telemetry.upkeep import Upkeep
@@ -246,14 +246,11 @@ class Bridge:
         if self._taking_lease is not None:
             self._taking_lease.cancel()
         async with self._flush_lock:
-            for task in self._tasks:
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await cancel_and_wait(self._tasks)
             await self._flush()
         if self._drain_task is not None:
             # After the flush, which acknowledged what it stored of a session being drained.
-            self._drain_task.cancel()
-            await asyncio.gather(self._drain_task, return_exceptions=True)
+            await cancel_and_wait([self._drain_task])
         await self.alarms.drain(timeout=2)
         if self._background:
             await asyncio.wait(self._background, timeout=5)
@@ -262,8 +259,7 @@ class Bridge:
         if self.mqtt is not None:
             await self.mqtt.disconnect()
         if self._lease_task is not None:
-            self._lease_task.cancel()
-            await asyncio.gather(self._lease_task, return_exceptions=True)
+            await cancel_and_wait([self._lease_task])
         self._log_stats()
         logger.info("bridge stopped")
 

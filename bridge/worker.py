@@ -83,5 +83,5 @@ class BridgeWorker(Worker):
         for listener in listeners:
             listener.cancel()
         await self.bridge.stop()
-        stopping.cancel()
-        await asyncio.gather(*listeners, bridge, stopping, return_exceptions=True)
+        await tasks.cancel_and_wait([*listeners, stopping])
+        await asyncio.gather(bridge, return_exceptions=True)

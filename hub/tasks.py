@@ -42,6 +42,8 @@ async def supervise(name, run, finished=None):
         except asyncio.CancelledError:
             raise
         except Exception:
+            if asyncio.current_task().cancelling():
+                raise asyncio.CancelledError  # a cancellation that `run()` turned into an error
             logger.exception("task %s crashed", name, extra={"task": name})
         crashes[name] += 1
         failures = 1 if time.monotonic() - started > HEALTHY_SECONDS else failures + 1
@@ -53,3 +55,19 @@ async def supervise(name, run, finished=None):
 def start_supervised(name, run, finished=None):
     """A task running `supervise(name, run, finished)`: cancel it to stop it."""
     return asyncio.create_task(supervise(name, run, finished), name=name)
+
+
+async def cancel_and_wait(tasks, patience=1.0):
+    """Cancels `tasks` and returns once every one has ended, cancelling again every `patience`
+    seconds those that have not. redis-py can swallow a cancellation that lands while it
+    connects (channels-redis's first receive on a channel, cancelled within a few milliseconds
+    of its start, went on waiting about one time in seven), and a task that missed its cancel
+    would wait for ever and keep its process from exiting."""
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=patience)
+        for task in pending:
+            logger.warning("task %s did not end when cancelled; cancelling it again", task.get_name(),
+                           extra={"task": task.get_name()})

@@ -14,10 +14,11 @@ import time
 import urllib.parse
 import urllib.request
 import uuid
-from contextlib import closing
+from contextlib import closing, suppress
 from pathlib import Path
 
 import orjson
+import psutil
 import psycopg
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -95,19 +96,28 @@ class HubProcess:
 
     def wait_for_exit(self, timeout, after="its signal"):
         """Waits for the process to end; returns its exit status. One that is still running after
-        `timeout` s is asked for every thread's stack (manage.py's SIGUSR1), then killed, and the
-        test fails with the end of its log."""
+        `timeout` s is asked for every thread's stack (manage.py's SIGUSR1), and so are its
+        children (`runbridge --processes` children log to the same file); then it is killed, and
+        the test fails with the end of its log."""
         try:
             return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             start = len(self.log())
-            self.process.send_signal(signal.SIGUSR1)
+            parent = psutil.Process(self.process.pid)
+            family = [parent, *parent.children(recursive=True)]
+            self._signal_all(family, signal.SIGUSR1)
             deadline = time.monotonic() + 3
-            while "most recent call first" not in self.log()[start:] and time.monotonic() < deadline:
+            while self.log()[start:].count("Current thread") < len(family) and time.monotonic() < deadline:
                 time.sleep(0.1)
-            self.process.kill()
+            self._signal_all(family, signal.SIGKILL)
             self.process.wait()
-            raise AssertionError(f"{self.name} did not stop within {timeout} s of {after}:\n{self.log()[-6000:]}")
+            raise AssertionError(f"{self.name} did not stop within {timeout} s of {after}:\n{self.log()[-12000:]}")
+
+    @staticmethod
+    def _signal_all(processes, signum):
+        for process in processes:
+            with suppress(psutil.NoSuchProcess):
+                process.send_signal(signum)
 
     def log(self):
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -1,8 +1,10 @@
-"""hub.tasks.supervise: a long-running task that crashes is logged, counted and run again."""
+"""hub.tasks: a long-running task that crashes is logged, counted and run again; one that is
+stopped ends even if what it awaits swallows the cancellation."""
 import asyncio
 import logging
 
 import pytest
+from channels_redis.pubsub import RedisPubSubChannelLayer
 
 from hub import tasks
 
@@ -70,3 +72,52 @@ async def test_a_task_that_returns_once_finished_ends():
     finishing = True
     await asyncio.wait_for(task, 5)
     assert len(runs) == 2 and tasks.crashes["drains"] >= 1
+
+
+async def test_a_task_whose_run_turns_its_cancellation_into_an_error_ends():
+    started = asyncio.Event()
+
+    async def converts():
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise ConnectionError("cancelled in the middle of a command")
+
+    before = tasks.crashes["converts"]
+    task = tasks.start_supervised("converts", converts)
+    await asyncio.wait_for(started.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 2)
+    assert tasks.crashes["converts"] == before
+
+
+async def test_cancel_and_wait_cancels_again_a_task_that_swallowed_its_cancellation(caplog):
+    swallowed = asyncio.Event()
+
+    async def stubborn():
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            swallowed.set()
+        await asyncio.Event().wait()
+
+    task = asyncio.create_task(stubborn(), name="stubborn")
+    await asyncio.sleep(0)
+    with caplog.at_level(logging.WARNING, logger="hub.tasks"):
+        await asyncio.wait_for(tasks.cancel_and_wait([task], patience=0.05), 5)
+    assert swallowed.is_set() and task.cancelled()
+    assert "task stubborn did not end when cancelled; cancelling it again" in caplog.text
+
+
+async def test_a_channel_receive_cancelled_as_it_connects_ends_under_cancel_and_wait(redis_server):
+    """The bridge's channel listener, stopped just after it started: channels-redis's first
+    receive subscribes, and redis-py at times swallows a cancellation that lands then."""
+    for attempt in range(60):
+        layer = RedisPubSubChannelLayer(hosts=[redis_server.url])
+        receiving = asyncio.create_task(layer.receive("bridge.commands"))
+        await asyncio.sleep(attempt / 15_000)  # 0 to 4 ms into the subscription
+        await asyncio.wait_for(tasks.cancel_and_wait([receiving], patience=0.2), 5)
+        assert receiving.cancelled()
+        await layer.flush()
