@@ -64,10 +64,12 @@ async def cancel_and_wait(tasks, patience=1.0):
     of its start, went on waiting about one time in seven), and a task that missed its cancel
     would wait for ever and keep its process from exiting."""
     pending = set(tasks)
-    while pending:
-        for task in pending:
+    for task in pending:
+        if not task.cancelling():  # one cancelled already is left to finish its cleanup
             task.cancel()
+    while pending:
         _, pending = await asyncio.wait(pending, timeout=patience)
         for task in pending:
             logger.warning("task %s did not end when cancelled; cancelling it again", task.get_name(),
                            extra={"task": task.get_name()})
+            task.cancel()

@@ -111,6 +111,27 @@ async def test_cancel_and_wait_cancels_again_a_task_that_swallowed_its_cancellat
     assert "task stubborn did not end when cancelled; cancelling it again" in caplog.text
 
 
+async def test_cancel_and_wait_lets_a_task_cancelled_already_finish_its_cleanup(caplog):
+    cleaned_up = []
+
+    async def tidy():
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.02)  # as channels-redis unsubscribes from a channel
+            cleaned_up.append(True)
+            raise
+
+    task = asyncio.create_task(tidy(), name="tidy")
+    await asyncio.sleep(0)
+    task.cancel()
+    await asyncio.sleep(0)
+    with caplog.at_level(logging.WARNING, logger="hub.tasks"):
+        await asyncio.wait_for(tasks.cancel_and_wait([task], patience=1.0), 5)
+    assert task.cancelled() and cleaned_up == [True]
+    assert "did not end" not in caplog.text
+
+
 async def test_a_channel_receive_cancelled_as_it_connects_ends_under_cancel_and_wait(redis_server):
     """The bridge's channel listener, stopped just after it started: channels-redis's first
     receive subscribes, and redis-py at times swallows a cancellation that lands then."""
