@@ -35,7 +35,7 @@ import psycopg
 
 from bench.fill import DAY_MS, KEYS
 from bench.prepare import device_ids
-from bench.run import RAW_SHARE, finish, log, machine, scenario_ingest
+from bench.run import RAW_SHARE, finish, log, machine, scenario_ingest, settle_rollups
 from bench.scale import drain_ceiling
 from bench.sqlite_files import sqlite_bytes
 from bench.stack import ROOT, Stack
@@ -157,17 +157,6 @@ def measure(stack, figures, save, sizes, end_ms, rate=None):
     log(f"{name}: a retention pass keeping {raw_days} days raw")
     figures["retention"] = {"raw_days": raw_days, **retention_pass(stack, raw_days)}
     save()
-
-
-def settle_rollups(stack, sizes, name):
-    """Waits for the rollup job to finish the minutes the scenarios before it marked, as bench.run
-    does between scenarios: else the job recomputes them while the next one is measured (on
-    PostgreSQL a 35% ingest left 45-54 s of them). The seconds it took, or None in a quick run."""
-    if not sizes["settle_rollups"]:
-        return None
-    waited = stack.wait_rolled_up(timeout=1800)
-    log(f"{name}: rollups done after {waited} s")
-    return waited
 
 
 def ratio(full, empty):
