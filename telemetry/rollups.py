@@ -32,6 +32,9 @@ RUN_GAP_BUCKETS = 60
 # IMMEDIATE transactions already serialise them).
 JOB_LOCK = 0x7E1E_4B0B
 ROLLUP_COLUMNS = ("device_id", "key", "start", "min", "max", "sum", "count", "first", "last")
+# A mark as marks_to_write() gives it, and its columns' types on PostgreSQL.
+MARK_COLUMNS = ("device_id", "key", "minute")
+MARK_TYPES = ("text", "text", "bigint")
 
 
 class RecentMarks:
@@ -64,7 +67,7 @@ def mark_touched(rows, now_ms=None):
     marks = marks_to_write(rows, now_ms)
     if now_ms is not None:
         remember_marks(marks)
-    insert_rows(mark_sql(), [(*mark, 1) for mark in marks], ("text", "text", "bigint", "bigint"))
+    insert_rows(mark_sql(), [(*mark, 1) for mark in marks], (*MARK_TYPES, "bigint"))
 
 
 def marks_to_write(rows, now_ms=None):

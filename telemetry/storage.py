@@ -4,7 +4,7 @@ from django.db import connection, transaction
 
 from devices.models import Device
 from telemetry import rollups
-from telemetry.bulk import insert_rows
+from telemetry.bulk import insert_rows, json_array, json_columns, json_rows_sql
 from telemetry.models import LatestValue, Reading, value_columns
 
 
@@ -43,15 +43,15 @@ def _rows(samples_by_device):
 
 
 def _store_in_one_statement(samples_by_device, received_at, now_ms):
-    """On PostgreSQL the flush is one statement of data-modifying CTEs, the rows going as one array
-    per column: one round trip, and the server plans and checks it once (docs/performance.md)."""
+    """On PostgreSQL the flush is one statement of data-modifying CTEs, the rows going as one JSON
+    array per column (telemetry.bulk): one round trip, and the server plans and checks it once
+    (docs/performance.md)."""
     rows = _rows(samples_by_device)
     marks = rollups.marks_to_write(rows, now_ms)
-    columns = [list(column) for column in zip(*rows)] or [[] for _ in COLUMNS]
-    mark_columns = [list(column) for column in zip(*marks)] or [[], [], []]
     with connection.cursor() as cursor:
         cursor.execute(_one_statement_sql(), [
-            connection.ops.adapt_datetimefield_value(received_at), list(samples_by_device), *columns, *mark_columns,
+            connection.ops.adapt_datetimefield_value(received_at), json_array(samples_by_device),
+            *json_columns(rows, len(COLUMNS)), *json_columns(marks, len(rollups.MARK_COLUMNS)),
         ])
         seqs = dict(cursor.fetchall())
     rollups.remember_marks([mark for mark in marks if mark[0] in seqs])
@@ -62,22 +62,21 @@ def _one_statement_sql():
     quote = connection.ops.quote_name
     table = quote(Device._meta.db_table)
     pk, seq, last_seen = (quote(Device._meta.get_field(name).column) for name in ("id", "seq", "last_seen"))
-    columns = ", ".join(map(quote, COLUMNS))
-    device, key, ts = (quote(name) for name in COLUMNS[:3])
-    arrays = ", ".join(f"%s::{kind}[]" for kind in POSTGRES_TYPES)
+    names = [quote(name) for name in COLUMNS]
+    columns = ", ".join(names)
+    device, key, ts = names[:3]
     readings = _insert_readings_sql().format(rows=f"SELECT {columns} FROM batch")
     # One row per (device, key), as ON CONFLICT DO UPDATE wants: the newest, the first of equals.
     latest = _upsert_latest_sql().format(
         rows=f"SELECT DISTINCT ON ({device}, {key}) {columns} FROM batch ORDER BY {device}, {key}, {ts} DESC, arrival"
     )
     marks = rollups.mark_sql().format(
-        rows="SELECT touched.*, 1 FROM unnest(%s::text[], %s::text[], %s::bigint[]) AS touched(device_id, key, minute) "
-             "JOIN counted USING (device_id)"
+        rows=f"SELECT touched.*, 1 FROM ({json_rows_sql(rollups.MARK_COLUMNS, rollups.MARK_TYPES)}) AS touched JOIN counted USING (device_id)"
     )
     return (
-        f"WITH counted AS (UPDATE {table} SET {seq} = {seq} + 1, {last_seen} = %s WHERE {pk} = ANY(%s::text[]) "
+        f"WITH counted AS (UPDATE {table} SET {seq} = {seq} + 1, {last_seen} = %s WHERE {pk} IN (SELECT json_array_elements_text(%s::json)) "
         f"RETURNING {pk} AS device_id, {seq} AS seq), "
-        f"batch AS (SELECT flushed.* FROM unnest({arrays}) WITH ORDINALITY AS flushed({columns}, arrival) "
+        f"batch AS (SELECT flushed.* FROM ({json_rows_sql(names, POSTGRES_TYPES, ordinality='arrival')}) AS flushed "
         f"JOIN counted USING (device_id)), "
         f"readings AS ({readings}), latest AS ({latest}), marked AS ({marks}) "
         f"SELECT device_id, seq FROM counted"
@@ -87,7 +86,7 @@ def _one_statement_sql():
 # Plain SQL rather than bulk_create: building a model instance per value cost the bridge
 # more than the database did (bench/, docs/performance.md).
 COLUMNS = ("device_id", "key", "ts", "kind", "num", "text")
-# Their types on PostgreSQL, for telemetry.bulk.insert_rows.
+# Their types on PostgreSQL, for telemetry.bulk.
 POSTGRES_TYPES = ("text", "text", "bigint", "text", "double precision", "text")
 
 
