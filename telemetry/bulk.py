@@ -26,8 +26,8 @@ def insert_rows(sql, rows, postgres_types):
         return
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            names = [f"c{number}" for number in range(len(postgres_types))]
-            cursor.execute(sql.format(rows=json_rows_sql(names, postgres_types)), json_columns(rows, len(names)))
+            select, params = rows_sql(rows, postgres_types)
+            cursor.execute(sql.format(rows=select), params)
             return
         row = f"({', '.join(['?'] * len(postgres_types))})"
         for start in range(0, len(rows), SQLITE_ROWS_PER_STATEMENT):
@@ -39,14 +39,29 @@ def insert_rows(sql, rows, postgres_types):
                                        list(chain.from_iterable(chunk)))
 
 
+def rows_sql(rows, postgres_types):
+    """A SELECT of the tuples `rows`, whose columns are of `postgres_types`, and its parameters:
+    on PostgreSQL from JSON columns, on SQLite from VALUES (a few thousand parameters at most:
+    SQLite takes 32,766)."""
+    if connection.vendor == "postgresql":
+        names = [f"c{number}" for number in range(len(postgres_types))]
+        return json_rows_sql(names, postgres_types), json_columns(rows, len(names))
+    row = f"({', '.join(['%s'] * len(postgres_types))})"
+    return f"VALUES {', '.join([row] * len(rows))}", list(chain.from_iterable(rows))
+
+
 def json_rows_sql(names, postgres_types, ordinality=None):
     """PostgreSQL's SELECT of rows sent as json_columns(): one placeholder per column, each
     column named and of its type; with `ordinality`, a last column of that name numbers the
     rows from 1."""
     columns = ", ".join("json_array_elements_text(%s::json)" for _ in names)
-    typed = ", ".join(f"{name}::{kind} AS {name}" for name, kind in zip(names, postgres_types))
-    numbered = f" WITH ORDINALITY AS rows({', '.join(names)}, {ordinality})" if ordinality else f" AS rows({', '.join(names)})"
-    return f"SELECT {typed}{', ' + ordinality if ordinality else ''} FROM ROWS FROM ({columns}){numbered}"
+    typed = [f"{name}::{kind} AS {name}" for name, kind in zip(names, postgres_types)]
+    aliases = list(names)
+    if ordinality:
+        typed.append(ordinality)
+        aliases.append(ordinality)
+    numbered = " WITH ORDINALITY" if ordinality else ""
+    return f"SELECT {', '.join(typed)} FROM ROWS FROM ({columns}){numbered} AS rows({', '.join(aliases)})"
 
 
 def json_columns(rows, width):

@@ -7,14 +7,12 @@ hour around it from its minute rows (roll_up_marked). Recomputing makes it idemp
 redelivered reading, stored once, gives the same rollup however often its minute is marked,
 and a late reading only marks an old minute again. docs/storage.md explains the choice.
 """
-from collections import defaultdict
 from itertools import groupby
-from operator import itemgetter
 
 from django.db import connection, transaction
 
 from telemetry import retention
-from telemetry.bulk import insert_rows
+from telemetry.bulk import insert_rows, rows_sql
 from telemetry.models import HourRollup, MinuteRollup, Reading, RollupMark, ValueKind
 from telemetry.retention import HOUR_MS, MINUTE_MS
 ROLLED_KINDS = (ValueKind.NUMBER, ValueKind.BOOLEAN)
@@ -25,9 +23,6 @@ MARKS_PER_PASS = 50
 # A minute is rolled up once it has ended this long ago, not while readings still arrive in it
 # (flushes would mark it again and again), and again for each late reading.
 SETTLE_MS = 5_000
-# Marked buckets of one device this far apart are read in separate queries, so that one late
-# reading does not make the job read every row between it and the present.
-RUN_GAP_BUCKETS = 60
 # pg_try_advisory_xact_lock's key: one rollup job at a time across bridges (on SQLite the
 # IMMEDIATE transactions already serialise them).
 JOB_LOCK = 0x7E1E_4B0B
@@ -108,9 +103,9 @@ def roll_up_marked(now_ms, limit):
             return 0, 0
         limits = retention.cutoffs_by_device({device for device, *_ in marks}, now_ms)
         minutes = {(device, key, minute) for device, key, minute, _ in marks if limits[device].rollable(minute)}
-        _recompute(MinuteRollup, minutes, MINUTE_MS, _raw_parts)
+        _recompute(MinuteRollup, minutes, MINUTE_MS, Reading)
         _recompute(HourRollup, {(device, key, minute - minute % HOUR_MS) for device, key, minute in minutes},
-                   HOUR_MS, _minute_parts)
+                   HOUR_MS, MinuteRollup)
         _unmark(marks)
     return len(minutes), len(marks) - len(minutes)
 
@@ -144,129 +139,65 @@ def _only_job():
         return cursor.fetchone()[0]
 
 
-def _recompute(model, buckets, width, read_parts):
-    """Sets each bucket (device, key, start) of `model` to the sum of its parts from
-    `read_parts`, or deletes it when it has none. A device's keys are read together, a run of
-    buckets at a time: on SQLite its rows are ordered by time before key (docs/storage.md)."""
-    computed = []
-    empty = []
-    by_device = defaultdict(lambda: defaultdict(set))
-    for device, key, start in buckets:
-        by_device[device][key].add(start)
-    for device, starts_by_key in by_device.items():
-        for run in _runs(sorted(set().union(*starts_by_key.values())), width):
-            in_run = set(run)
-            wanted_by_key = {key: wanted for key, starts in starts_by_key.items() if (wanted := starts & in_run)}
-            parts = read_parts(device, sorted(wanted_by_key), run[0], run[-1] + width)
-            parts_by_key = {key: [part[1:] for part in key_parts] for key, key_parts in groupby(parts, key=itemgetter(0))}
-            for key, wanted in sorted(wanted_by_key.items()):
-                found = _combine(parts_by_key.get(key, ()), width, wanted)
-                computed.extend((device, key, start, *found[start]) for start in sorted(found))
-                empty.extend((device, key, start) for start in sorted(wanted - set(found)))
-    _upsert(model, computed)
+def _recompute(model, buckets, width, parts_model):
+    """Sets each bucket (device, key, start) of `model`, `width` long, to the sum of its parts in
+    `parts_model` (Reading or MinuteRollup), or deletes it when it has none. One statement for
+    all of them: the database adds up the parts, finds the first and the last, and upserts. On
+    PostgreSQL each statement is a round trip, and a query per device held the job to 600
+    minutes a second (docs/performance.md, "The rollup job in SQL")."""
+    if not buckets:
+        return
+    wanted, params = rows_sql(sorted(buckets), MARK_TYPES)
+    if parts_model is Reading:
+        params += ROLLED_KINDS
+    with connection.cursor() as cursor:
+        cursor.execute(_recompute_sql(model, width, wanted, parts_model), params)
+        found = set(cursor.fetchall())
+    empty = sorted(set(buckets) - found)
     for (device, key), rows in groupby(empty, key=lambda row: row[:2]):
         model.objects.filter(device_id=device, key=key, start__in=[row[2] for row in rows]).delete()
 
 
-def _runs(starts, width):
-    """Sorted starts split where two are more than RUN_GAP_BUCKETS apart."""
-    run = [starts[0]]
-    for start in starts[1:]:
-        if start - run[-1] > RUN_GAP_BUCKETS * width:
-            yield run
-            run = []
-        run.append(start)
-    yield run
-
-
-def _combine(parts, width, wanted):
-    """{bucket start: [min, max, sum, count, first, last]} of time-ordered parts (ts, min, max,
-    sum, count, first, last) that fall in the wanted buckets."""
-    found = {}
-    for ts, low, high, total, count, first, last in parts:
-        start = ts - ts % width
-        if start not in wanted:
-            continue
-        bucket = found.get(start)
-        if bucket is None:
-            found[start] = [low, high, total, count, first, last]
-        else:
-            bucket[0] = min(bucket[0], low)
-            bucket[1] = max(bucket[1], high)
-            bucket[2] += total
-            bucket[3] += count
-            bucket[5] = last
-    return found
-
-
-def _raw_parts(device, keys, start, end):
-    """The minutes of some keys' raw rows of a device, (key, minute start, min, max, sum, count,
-    first, last) in key and time order, summed up by the database: a minute can hold thousands
-    of readings, and reading each into Python cost the bridge's database thread a fifth of its
-    time at 14,000 readings/s. First and last are the values at the minute's first and last ts,
-    found by the primary key."""
-    with connection.cursor() as cursor:
-        cursor.execute(_raw_parts_sql(len(keys)), [MINUTE_MS, device, *keys, start, end, *ROLLED_KINDS, device, device])
-        return cursor.fetchall()
-
-
-def _raw_parts_sql(key_count):
+def _recompute_sql(model, width, wanted, parts_model):
+    """The upsert of _recompute(), returning the buckets that have parts. A raw part is one
+    reading of a rolled kind (ROLLED_KINDS, the parameters after the wanted buckets'); a minute
+    part holds its own totals, first and last."""
     quote = connection.ops.quote_name
-    table = quote(Reading._meta.db_table)
-    device, key, ts, kind, num = map(quote, ("device_id", "key", "ts", "kind", "num"))
-    keys = ", ".join(["%s"] * key_count)
-    kinds = ", ".join(["%s"] * len(ROLLED_KINDS))
+    device, key, start, low, high, total, count, first, last = map(quote, ROLLUP_COLUMNS)
+    if parts_model is Reading:
+        at, num = quote("ts"), quote("num")
+        totals = f"min(p.{num}) AS low, max(p.{num}) AS high, sum(p.{num}) AS total, count(*) AS n"
+        kinds = ", ".join(["%s"] * len(ROLLED_KINDS))
+        rolled, first_value, last_value = f" AND p.{quote('kind')} IN ({kinds})", num, num
+    else:
+        at = start
+        totals = f"min(p.{low}) AS low, max(p.{high}) AS high, sum(p.{total}) AS total, sum(p.{count}) AS n"
+        rolled, first_value, last_value = "", first, last
+    parts, target = quote(parts_model._meta.db_table), quote(model._meta.db_table)
+    updates = ", ".join(f"{column} = excluded.{column}" for column in (low, high, total, count, first, last))
     return (
-        f"SELECT minutes.{key}, minutes.start, minutes.low, minutes.high, minutes.total, minutes.count, "
-        f"first.{num}, last.{num} "
-        f"FROM (SELECT {key}, {ts} - {ts} %% %s AS start, min({num}) AS low, max({num}) AS high, "
-        f"sum({num}) AS total, count(*) AS count, min({ts}) AS first_ts, max({ts}) AS last_ts FROM {table} "
-        f"WHERE {device} = %s AND {key} IN ({keys}) AND {ts} >= %s AND {ts} < %s AND {kind} IN ({kinds}) "
-        f"GROUP BY 1, 2) AS minutes "
-        f"JOIN {table} AS first ON first.{device} = %s AND first.{key} = minutes.{key} AND first.{ts} = minutes.first_ts "
-        f"JOIN {table} AS last ON last.{device} = %s AND last.{key} = minutes.{key} AND last.{ts} = minutes.last_ts "
-        f"ORDER BY 1, 2"
+        f"WITH wanted ({device}, {key}, {start}) AS ({wanted}), "
+        f"totals AS (SELECT w.{device}, w.{key}, w.{start}, {totals}, min(p.{at}) AS first_at, max(p.{at}) AS last_at "
+        f"FROM wanted AS w JOIN {parts} AS p ON p.{device} = w.{device} AND p.{key} = w.{key} "
+        f"AND p.{at} >= w.{start} AND p.{at} < w.{start} + {int(width)}{rolled} "
+        f"GROUP BY w.{device}, w.{key}, w.{start}) "
+        f"INSERT INTO {target} ({device}, {key}, {start}, {low}, {high}, {total}, {count}, {first}, {last}) "
+        f"SELECT t.{device}, t.{key}, t.{start}, t.low, t.high, t.total, t.n, f.{first_value}, l.{last_value} "
+        f"FROM totals AS t "
+        f"JOIN {parts} AS f ON f.{device} = t.{device} AND f.{key} = t.{key} AND f.{at} = t.first_at "
+        f"JOIN {parts} AS l ON l.{device} = t.{device} AND l.{key} = t.{key} AND l.{at} = t.last_at "
+        # WHERE true: else SQLite's parser reads ON CONFLICT as the last join's condition.
+        f"WHERE true ON CONFLICT ({device}, {key}, {start}) DO UPDATE SET {updates} "
+        f"RETURNING {device}, {key}, {start}"
     )
-
-
-def _minute_parts(device, keys, start, end):
-    """Some keys' minute rollups of a device in [start, end), (key, start, min, max, sum, count,
-    first, last) in key and time order. Plain SQL: the ORM's building of the query cost more
-    than the query (it runs for every minute the job computes)."""
-    quote = connection.ops.quote_name
-    device_column, key_column, start_column = map(quote, ROLLUP_COLUMNS[:3])
-    sql = (
-        f"SELECT {', '.join(map(quote, ROLLUP_COLUMNS[1:]))} FROM {quote(MinuteRollup._meta.db_table)} "
-        f"WHERE {device_column} = %s AND {key_column} IN ({', '.join(['%s'] * len(keys))}) "
-        f"AND {start_column} >= %s AND {start_column} < %s ORDER BY 1, 2"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [device, *keys, start, end])
-        return cursor.fetchall()
-
-
-def _upsert(model, rows):
-    if not rows:
-        return
-    quote = connection.ops.quote_name
-    table = quote(model._meta.db_table)
-    columns = [quote(name) for name in ROLLUP_COLUMNS]
-    updates = ", ".join(f"{column} = excluded.{column}" for column in columns[3:])
-    sql = (
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "
-        f"ON CONFLICT ({', '.join(columns[:3])}) DO UPDATE SET {updates}"
-    )
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
 
 
 def _unmark(marks):
     """Removes the marks taken, each unless a flush marked its minute again since."""
+    if not marks:
+        return
     quote = connection.ops.quote_name
-    device, key, minute, generation = map(quote, ("device_id", "key", "minute", "generation"))
-    sql = (
-        f"DELETE FROM {quote(RollupMark._meta.db_table)} "
-        f"WHERE {device} = %s AND {key} = %s AND {minute} = %s AND {generation} = %s"
-    )
+    columns = ", ".join(map(quote, (*MARK_COLUMNS, "generation")))
+    taken, params = rows_sql(marks, (*MARK_TYPES, "bigint"))
     with connection.cursor() as cursor:
-        cursor.executemany(sql, marks)
+        cursor.execute(f"DELETE FROM {quote(RollupMark._meta.db_table)} WHERE ({columns}) IN ({taken})", params)
