@@ -65,7 +65,11 @@ def _one_statement_sql():
     names = [quote(name) for name in COLUMNS]
     columns = ", ".join(names)
     device, key, ts = names[:3]
-    readings = _insert_readings_sql().format(rows=f"SELECT {columns} FROM batch")
+    # The first of readings with the same (device, key, ts) in a flush is kept, as a second
+    # flush would keep the first: by their arrival, not the order a join happens to give.
+    readings = _insert_readings_sql().format(
+        rows=f"SELECT DISTINCT ON ({device}, {key}, {ts}) {columns} FROM batch ORDER BY {device}, {key}, {ts}, arrival"
+    )
     # One row per (device, key), as ON CONFLICT DO UPDATE wants: the newest, the first of equals.
     latest = _upsert_latest_sql().format(
         rows=f"SELECT DISTINCT ON ({device}, {key}) {columns} FROM batch ORDER BY {device}, {key}, {ts} DESC, arrival"
