@@ -114,12 +114,24 @@ TEMPLATES = [
 ]
 
 
-def _database():
-    url = env_str("HUB_DATABASE_URL", f"sqlite:///{DATA_DIR / 'telehub.sqlite3'}")
+def _parse_database_url(variable, url):
+    """The Django database of a URL. PostgreSQL's JIT is switched off, after any options the URL
+    gives: the hub's statements are short, but each joins every day partition, and on a filled
+    database the planner's estimates made JIT compile them all (0.8 s for a rollup batch of 3 ms,
+    docs/performance.md, "The rollup job on a filled database")."""
     try:
         config = dj_database_url.parse(url, conn_max_age=600, conn_health_checks=True)
     except ValueError as exc:
-        raise ImproperlyConfigured(f"HUB_DATABASE_URL is not a database URL: {exc}")
+        raise ImproperlyConfigured(f"{variable} is not a database URL: {exc}")
+    if config["ENGINE"] == "django.db.backends.postgresql":
+        options = config.setdefault("OPTIONS", {})
+        options["options"] = f"{options.get('options', '')} -c jit=off".lstrip()
+    return config
+
+
+def _database():
+    url = env_str("HUB_DATABASE_URL", f"sqlite:///{DATA_DIR / 'telehub.sqlite3'}")
+    config = _parse_database_url("HUB_DATABASE_URL", url)
     if config["ENGINE"] == "django.db.backends.sqlite3":
         # The bridge writes while daphne reads: WAL lets readers run beside the writer,
         # IMMEDIATE takes the write lock up front so a busy database waits instead of failing.
@@ -141,10 +153,7 @@ DATABASES = {"default": _database()}
 # them from READ_DATABASE; writes, and who may see what, stay on the primary (docs/deployment.md).
 REPLICA_URL = env_str("HUB_DATABASE_REPLICA_URL")
 if REPLICA_URL:
-    try:
-        DATABASES["replica"] = dj_database_url.parse(REPLICA_URL, conn_max_age=600, conn_health_checks=True)
-    except ValueError as exc:
-        raise ImproperlyConfigured(f"HUB_DATABASE_REPLICA_URL is not a database URL: {exc}")
+    DATABASES["replica"] = _parse_database_url("HUB_DATABASE_REPLICA_URL", REPLICA_URL)
 READ_DATABASE = "replica" if REPLICA_URL else "default"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -174,6 +174,15 @@ def _recompute_sql(model, width, wanted, parts_model):
         totals = f"min(p.{low}) AS low, max(p.{high}) AS high, sum(p.{total}) AS total, sum(p.{count}) AS n"
         rolled, first_value, last_value = "", first, last
     parts, target = quote(parts_model._meta.db_table), quote(model._meta.db_table)
+
+    def part_at(moment, value):
+        # The one part of the bucket's series at that moment, by its whole key. A subquery, not a
+        # join: PostgreSQL's planner joined the last one on device and key alone and filtered every
+        # day partition's rows of the series by time (performance.md, "The rollup job on a filled
+        # database").
+        return (f"SELECT o.{value} FROM {parts} AS o WHERE o.{device} = t.{device} AND o.{key} = t.{key} "
+                f"AND o.{at} = t.{moment}")
+
     updates = ", ".join(f"{column} = excluded.{column}" for column in (low, high, total, count, first, last))
     return (
         f"WITH wanted ({device}, {key}, {start}) AS ({wanted}), "
@@ -182,12 +191,10 @@ def _recompute_sql(model, width, wanted, parts_model):
         f"AND p.{at} >= w.{start} AND p.{at} < w.{start} + {int(width)}{rolled} "
         f"GROUP BY w.{device}, w.{key}, w.{start}) "
         f"INSERT INTO {target} ({device}, {key}, {start}, {low}, {high}, {total}, {count}, {first}, {last}) "
-        f"SELECT t.{device}, t.{key}, t.{start}, t.low, t.high, t.total, t.n, f.{first_value}, l.{last_value} "
-        f"FROM totals AS t "
-        f"JOIN {parts} AS f ON f.{device} = t.{device} AND f.{key} = t.{key} AND f.{at} = t.first_at "
-        f"JOIN {parts} AS l ON l.{device} = t.{device} AND l.{key} = t.{key} AND l.{at} = t.last_at "
-        # WHERE true: else SQLite's parser reads ON CONFLICT as the last join's condition.
-        f"WHERE true ON CONFLICT ({device}, {key}, {start}) DO UPDATE SET {updates} "
+        f"SELECT t.{device}, t.{key}, t.{start}, t.low, t.high, t.total, t.n, "
+        f"({part_at('first_at', first_value)}), ({part_at('last_at', last_value)}) "
+        # WHERE true: else SQLite's parser reads ON CONFLICT as a join's ON.
+        f"FROM totals AS t WHERE true ON CONFLICT ({device}, {key}, {start}) DO UPDATE SET {updates} "
         f"RETURNING {device}, {key}, {start}"
     )
 

@@ -94,6 +94,15 @@ def test_bad_values_stop_the_start_with_the_reason(tmp_path, variable, value, me
     assert done.returncode != 0 and message in done.stderr
 
 
+def test_postgresql_connections_run_without_jit_and_keep_the_urls_own_options(tmp_path):
+    databases = read_settings(
+        tmp_path, "DATABASES", **PRODUCTION, HUB_DATABASE_URL="postgres://hub@db/hub?sslmode=require",
+        HUB_DATABASE_REPLICA_URL="postgres://hub@replica/hub?options=-c%20statement_timeout%3D5000",
+    )["DATABASES"]
+    assert databases["default"]["OPTIONS"] == {"sslmode": "require", "options": "-c jit=off"}
+    assert databases["replica"]["OPTIONS"] == {"options": "-c statement_timeout=5000 -c jit=off"}
+
+
 def test_redis_is_one_server_or_sentinels_never_both(tmp_path):
     done = run(["manage.py", "check"], tmp_path, **PRODUCTION, HUB_REDIS_URL="redis://redis:6379/0",
                HUB_REDIS_SENTINELS="sentinel-1:26379")
