@@ -11,10 +11,13 @@ import argparse
 import json
 import math
 import os
+import sqlite3
 import sys
 import time
+from contextlib import closing
 
 import django
+import psycopg
 
 from bench.prepare import device_ids
 
@@ -131,6 +134,25 @@ def fill(devices, values, days, end_ms):
     seconds = time.monotonic() - started
     return {"values": written, "devices": len(devices), "keys": list(KEYS), "days": days, "from_ms": start_ms,
             "to_ms": end_ms, "seconds": round(seconds, 1), "values_per_s": round(written / seconds)}
+
+
+def settle_filled(postgres_url, sqlite_path):
+    """What a database that grew over months has had done to it long since, and a fresh fill not
+    yet: on PostgreSQL (given its URL) a vacuum of the filled tables (hint bits, the visibility
+    map, statistics) and a checkpoint; on SQLite a checkpoint. Then sync(2): the throwaway
+    cluster runs with fsync off, so its checkpoint leaves gigabytes of the fill in the kernel's
+    dirty pages, which would be written out while the filled database is measured. Else that
+    measures the machine catching up with the fill. Returns the seconds it took."""
+    started = time.monotonic()
+    if postgres_url:
+        with psycopg.connect(postgres_url, autocommit=True) as connection:
+            connection.execute("VACUUM (ANALYZE)")
+            connection.execute("CHECKPOINT")
+    else:
+        with closing(sqlite3.connect(sqlite_path, timeout=60)) as database:
+            database.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    os.sync()
+    return round(time.monotonic() - started, 1)
 
 
 def main():

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import psycopg
 
-from bench.fill import DAY_MS, KEYS
+from bench.fill import DAY_MS, KEYS, settle_filled
 from bench.prepare import device_ids
 from bench.run import RAW_SHARE, finish, log, machine, scenario_ingest, settle_rollups
 from bench.scale import drain_ceiling
@@ -95,25 +95,6 @@ def disk_bytes(stack):
     with closing(sqlite3.connect(stack.database, timeout=60)) as database:
         database.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return sqlite_bytes(stack.database)
-
-
-def settle(stack):
-    """What a database that grew over months has had done to it long since, and a fresh fill not
-    yet: on PostgreSQL a vacuum of the filled tables (hint bits, the visibility map, statistics)
-    and a checkpoint; on SQLite a checkpoint. Then sync(2): the throwaway cluster runs with fsync
-    off, so its checkpoint leaves gigabytes of the fill in the kernel's dirty pages, which would
-    be written out during the full phase. Else the full phase measures the machine catching up
-    with the fill. Returns the seconds it took."""
-    started = time.monotonic()
-    if stack.postgres:
-        with psycopg.connect(stack.postgres.url, autocommit=True) as connection:
-            connection.execute("VACUUM (ANALYZE)")
-            connection.execute("CHECKPOINT")
-    else:
-        with closing(sqlite3.connect(stack.database, timeout=60)) as database:
-            database.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    os.sync()
-    return round(time.monotonic() - started, 1)
 
 
 def retention_pass(stack, raw_days):
@@ -233,7 +214,7 @@ def main():
             log(f"fill: {sizes['values']:,} values, {sizes['devices']:,} devices, {sizes['days']} days")
             results["fill"] = fill(stack, sizes, end_ms)
             log("fill: settling (PostgreSQL: VACUUM (ANALYZE) and CHECKPOINT; SQLite: a checkpoint; then sync)")
-            results["fill"]["settle_s"] = settle(stack)
+            results["fill"]["settle_s"] = settle_filled(stack.postgres.url if stack.postgres else None, stack.database)
             log(f"fill: settled in {results['fill']['settle_s']} s")
             save()
             measure(stack, results.setdefault("full", {}), save, sizes, end_ms, rate=results["empty"]["ingest"]["offered_per_s"])

@@ -5,6 +5,10 @@ of its own.
 
 python -m bench.rollup_cost                       # SQLite in a temporary directory
 python -m bench.rollup_cost --database postgres   # a throwaway PostgreSQL cluster (tests.servers)
+python -m bench.rollup_cost --database postgres --fill 10000000   # after 10 million values over 90 days
+
+With --fill, bench.fill first writes that much history of other keys (with its rollups) and
+the database is settled, as bench.growth does: the job on a database that has grown.
 
 Prints one JSON line: the marks (one per device, key and minute), the seconds the job took to
 roll them all up, minutes rolled up a second, and the rows it left."""
@@ -21,15 +25,19 @@ from types import SimpleNamespace
 
 import django
 
+from bench.fill import fill, settle_filled
 from bench.store_cost import DEVICES, prepare_database
 
 FLUSHES_PER_MINUTE = 20
+KEYS = ("temp", "hum", "pub")
+FILL_DAYS = 90
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--minutes", type=int, default=3, help="minutes of readings, the last ending a minute before now")
+    parser.add_argument("--fill", type=int, default=0, help=f"values of history (bench.fill) over {FILL_DAYS} days first")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="telehub-rollup-cost-") as workdir:
         server = None
@@ -39,11 +47,16 @@ def main():
             server = PostgresServer(Path(workdir))
             server.start()
         try:
-            os.environ["HUB_DATABASE_URL"] = server.url if server else f"sqlite:///{Path(workdir) / 'rollups.sqlite3'}"
+            sqlite_path = Path(workdir) / "rollups.sqlite3"
+            os.environ["HUB_DATABASE_URL"] = server.url if server else f"sqlite:///{sqlite_path}"
             os.environ.setdefault("HUB_SECRET_KEY", secrets.token_urlsafe(50))
             os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
             django.setup()
-            print(json.dumps(measure(prepare_database(), args.minutes)), flush=True)
+            devices = prepare_database()
+            if args.fill:
+                print(json.dumps(fill(devices, args.fill, FILL_DAYS, int(time.time() * 1000))), file=sys.stderr)
+                print(f"settled in {settle_filled(server and server.url, sqlite_path)} s", file=sys.stderr)
+            print(json.dumps({"filled": args.fill, **measure(devices, args.minutes)}), flush=True)
         finally:
             if server:
                 server.stop()
@@ -66,8 +79,8 @@ def measure(devices, minutes):
           file=sys.stderr)
     for flush in range(minutes * FLUSHES_PER_MINUTE):
         ts = first_minute + flush * step
-        store_samples({device: [SimpleNamespace(ts=ts, values={"temp": 21.5, "hum": flush % 100, "pub": time.time()})]
-                       for device in devices}, timezone.now())
+        values = dict(zip(KEYS, (21.5, flush % 100, time.time())))
+        store_samples({device: [SimpleNamespace(ts=ts, values=values)] for device in devices}, timezone.now())
     marks = RollupMark.objects.count()
     print(f"rolling up {marks:,} marked minutes, {rollups.MARKS_PER_PASS} a pass", file=sys.stderr)
     started = time.monotonic()
@@ -75,7 +88,9 @@ def measure(devices, minutes):
     seconds = time.monotonic() - started
     return {
         "marks": marks, "seconds": round(seconds, 2), "minutes_per_s": round(marks / seconds),
-        "minute_rows": MinuteRollup.objects.count(), "hour_rows": HourRollup.objects.count(),
+        # The rows of the keys stored here, not of the filled ones (bench.fill.KEYS).
+        "minute_rows": MinuteRollup.objects.filter(key__in=KEYS).count(),
+        "hour_rows": HourRollup.objects.filter(key__in=KEYS).count(),
         "marks_left": RollupMark.objects.count(),
     }
 

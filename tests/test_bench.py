@@ -137,13 +137,14 @@ def test_store_cost_at_a_fixed_rate_stores_what_falls_due():
         assert 100 <= in_round <= 200
 
 
-def test_rollup_cost_rolls_up_every_minute_its_flushes_marked():
-    result = subprocess.run([sys.executable, "-m", "bench.rollup_cost", "--minutes", "1"],
+def test_rollup_cost_rolls_up_every_minute_its_flushes_marked_after_a_fill():
+    result = subprocess.run([sys.executable, "-m", "bench.rollup_cost", "--minutes", "1", "--fill", "20000"],
                             cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     figures, command = result.stdout.strip().splitlines()
     figures = json.loads(figures)
-    assert command == "command: python -m bench.rollup_cost --minutes 1"
+    assert command == "command: python -m bench.rollup_cost --minutes 1 --fill 20000"
+    assert figures["filled"] == 20000 and "20,000 of 20,000 values" in result.stderr
     # 1,000 devices of three keys, one minute: a mark each, and a minute and an hour row each.
     assert (figures["marks"], figures["minute_rows"], figures["hour_rows"], figures["marks_left"]) == (3000, 3000, 3000, 0)
     assert figures["minutes_per_s"] > 0
