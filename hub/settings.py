@@ -116,9 +116,9 @@ TEMPLATES = [
 
 def _parse_database_url(variable, url):
     """The Django database of a URL. PostgreSQL's JIT is switched off, after any options the URL
-    gives: the hub's statements are short, but each joins every day partition, and on a filled
-    database the planner's estimates made JIT compile them all (0.8 s for a rollup batch of 3 ms,
-    docs/performance.md, "The rollup job on a filled database")."""
+    gives: the hub's statements are short, but many name the partitioned readings, and on a filled
+    database the planner's estimates made JIT compile every day partition's expressions (0.8 s
+    for a rollup batch of a few ms, docs/performance.md, "The rollup job on a filled database")."""
     try:
         config = dj_database_url.parse(url, conn_max_age=600, conn_health_checks=True)
     except ValueError as exc:

@@ -253,7 +253,7 @@ def test_on_postgresql_the_jobs_close_their_connection_after_each_pass(sensor):
 
 def test_on_postgresql_the_hub_runs_without_jit(sensor):
     """On a filled database JIT compiled every day partition's expressions for each rollup batch:
-    0.8 s of compiling for 3 ms of work (hub/settings.py)."""
+    0.8 s of compiling for a few milliseconds of work (hub/settings.py)."""
     if connection.vendor != "postgresql":
         pytest.skip("JIT is PostgreSQL's")
     with connection.cursor() as cursor:
