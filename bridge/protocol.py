@@ -21,6 +21,10 @@ MAX_STRING = 256
 MAX_ERROR_TEXT = 1000
 MIN_TS = 946684800000  # 2000-01-01T00:00:00Z
 MAX_FUTURE_MS = 5 * 60 * 1000
+# The rollups and bucketed history add numbers up, and PostgreSQL refuses a sum that overflows
+# (1.7e308 twice): a minute of such readings would fail the rollup job's every batch holding it.
+# Sums of 10^8 numbers within this bound stay finite.
+MAX_NUMBER = 1e300
 
 _TOPIC_RE = re.compile(rf"devices/({DEVICE_ID_RE})/({TELEMETRY}|{STATUS}|{re.escape(COMMAND_RESULT)})\Z")
 _KEY_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
@@ -183,6 +187,8 @@ def _check_value(key, value):
     if isinstance(value, bool):
         return
     if isinstance(value, (int, float)) and math.isfinite(value):
+        if abs(value) > MAX_NUMBER:
+            raise Rejected("bad_value", f"{key}: a number beyond ±{MAX_NUMBER:g}")
         return
     raise Rejected("bad_value", f"{key}: expected a finite number, a boolean or a string")
 

@@ -5,7 +5,9 @@ import json
 import orjson
 from hypothesis import given, settings, strategies as st
 
-from bridge.protocol import MAX_FUTURE_MS, MIN_TS, Rejected, parse_command_result, parse_telemetry, parse_topic
+from bridge.protocol import (
+    MAX_FUTURE_MS, MAX_NUMBER, MIN_TS, Rejected, parse_command_result, parse_telemetry, parse_topic,
+)
 from telemetry.frames import FrameError, SendCommand, Subscribe, parse_client_frame
 
 NOW = 1_764_000_000_000
@@ -19,7 +21,7 @@ text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters=
 values = st.one_of(
     st.booleans(),
     st.integers(min_value=-(2**53), max_value=2**53),
-    st.floats(allow_nan=False, allow_infinity=False),
+    st.floats(-MAX_NUMBER, MAX_NUMBER),
     text,
 )
 json_values = st.recursive(

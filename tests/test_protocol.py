@@ -189,6 +189,8 @@ def test_a_payload_of_exactly_the_limit_is_accepted():
     pytest.param(b'{"gps": {"lat": 1, "lon": 2}}', "bad_value", "gps: expected a finite number", id="bad_value-object"),
     pytest.param(b'{"gps": ' + b"[" * 31 + b"]" * 31 + b"}", "bad_value", "gps: expected a finite number",
                  id="bad_value-list-32-levels-deep-is-not-too-deep"),
+    pytest.param(b'{"temp": 1.7e308}', "bad_value", "temp: a number beyond \u00b11e+300", id="bad_value-near-float-max"),
+    pytest.param(b'{"temp": -1.0000001e300}', "bad_value", "temp: a number beyond", id="bad_value-below-minus-1e300"),
     pytest.param(b'{"note": "' + b"x" * 257 + b'"}', "bad_value", "note: string longer than 256",
                  id="bad_value-257-character-string"),
     pytest.param(b'[{"temp": 21.5}, {"ts": 1763999940000, "values": {"temp": null}}]', "bad_value", "temp:",

@@ -14,7 +14,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
-from bridge.protocol import Sample
+from bridge.protocol import MAX_NUMBER, Sample
 from telemetry import history, retention, rollups
 from telemetry.models import HourRollup, MinuteRollup, Reading, RollupMark
 from telemetry.storage import store_samples
@@ -118,6 +118,16 @@ def test_a_minute_is_rolled_up_once_it_has_ended(sensor):
     assert rollups.roll_up_marked(T0 + MINUTE, 10) == (0, 0)
     assert rollups.roll_up_marked(T0 + MINUTE + rollups.SETTLE_MS, 10) == (1, 0)
     assert MinuteRollup.objects.get().count == 1 and HourRollup.objects.get().count == 1
+
+
+def test_the_largest_numbers_the_intake_takes_add_up_in_the_minute_and_the_hour(sensor):
+    """PostgreSQL refuses a sum that overflows, which would fail every batch holding the minute:
+    bridge.protocol.MAX_NUMBER keeps sums finite."""
+    store(sensor.pk, *[(T0 + second * 1000, {"temp": MAX_NUMBER}) for second in range(3)])
+    roll_up_everything()
+    for model in (MinuteRollup, HourRollup):
+        row = model.objects.get(device_id=sensor.pk, key="temp")
+        assert (row.sum, row.count, row.max) == (3 * MAX_NUMBER, 3, MAX_NUMBER)
 
 
 def test_strings_are_not_rolled_up(sensor):
