@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bridge.protocol import MAX_NUMBER
 from telemetry.models import Reading, column_value, value_columns
 from tests.conftest import running, running_hub
 from tests.ingest import counted_so_far, database_refuses, wait_for_rejections
@@ -28,7 +29,7 @@ keys = st.sampled_from(["temp", "hum", "note", "on", "n.1", "Zone_2-b"])
 good_values = st.one_of(
     st.booleans(),
     st.integers(-(2**53), 2**53),
-    st.floats(allow_nan=False, allow_infinity=False),
+    st.floats(-MAX_NUMBER, MAX_NUMBER),
     st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=20),
 )
 measurements = st.dictionaries(keys, good_values, min_size=1, max_size=3)
