@@ -9,7 +9,8 @@ database and then, in the same run and on the same stack, on one filled with mon
 On each database: the raw ceiling (a bare paho subscriber draining a backlog) and our bridge's
 drain ceiling (bench.scale.drain_ceiling); RAW_SHARE of the empty run's raw ceiling offered for
 a while with dashboards watching (bench.run.scenario_ingest: publish-to-dashboard p99), the
-same rate on both; history queries of one key through the HTTP API (15 minutes raw, 24 hours,
+same rate on both; each of these --repeats times (3; the median is the figure, every run is
+kept); history queries of one key through the HTTP API (15 minutes raw, 24 hours,
 30 and 365 days bucketed: p95); bytes on disk per stored value; one retention pass keeping a
 third of the filled days raw, last, as it deletes. The fill (bench.fill) writes through the
 database's bulk path, not MQTT. Empty first: a fill cannot be undone cheaply, and the empty
@@ -42,9 +43,9 @@ from bench.stack import ROOT, Stack
 from bench.stats import Histogram
 
 FULL = {"values": 50_000_000, "devices": 1_000, "days": 90, "backlog": 60_000, "ingest_seconds": 60, "queries": 50,
-        "settle_rollups": True}
+        "settle_rollups": True, "repeats": 3}
 QUICK = {"values": 100_000, "devices": 20, "days": 3, "backlog": 2_000, "ingest_seconds": 2, "queries": 5,
-         "settle_rollups": False}  # checks the bench works; each wait would last up to a minute
+         "settle_rollups": False, "repeats": 2}  # checks the bench works; each wait would last up to a minute
 # (name, span, bucket seconds or None for raw points, p95 target in ms). Buckets chosen so
 # each answer stays within the API's point limit, and from the coarsest rollups that fit.
 QUERIES = (
@@ -114,19 +115,47 @@ def fill(stack, sizes, end_ms):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def median_run(runs, key):
+    """The run whose `key(run)` is the median of `runs` (an odd count; of an even one, the
+    higher middle)."""
+    return sorted(runs, key=key)[len(runs) // 2]
+
+
+def ceilings(stack, sizes, name):
+    """The raw ceiling and our drain ceiling, each the median of `repeats` drains: one drain of
+    60,000 readings lasts 2-3 s on a fast machine, and drains of one database in one run
+    differed by up to 1.7 times, too much for a ratio of 0.9 to be told from one of each."""
+    runs = []
+    for number in range(sizes["repeats"]):
+        waited = settle_rollups(stack, sizes, name)
+        log(f"{name}: draining {sizes['backlog']:,} readings, raw and through our bridge ({number + 1} of {sizes['repeats']})")
+        runs.append({**drain_ceiling(stack, sizes["backlog"], raw=True), "rollups_waited_s": waited})
+        stack.wait_drained()
+    return {
+        "raw_readings_per_s": median_run(runs, lambda run: run["raw_readings_per_s"])["raw_readings_per_s"],
+        "readings_per_s": median_run(runs, lambda run: run["readings_per_s"])["readings_per_s"],
+        "stored": min(run["stored"] for run in runs), "runs": runs,
+    }
+
+
+def ingests(stack, sizes, name, rate):
+    """`rate` offered `repeats` times: the run of the median dashboard p99, with every run's p99."""
+    runs = []
+    for _ in range(sizes["repeats"]):
+        waited = settle_rollups(stack, sizes, name)
+        runs.append({**scenario_ingest(stack, rate, sizes["ingest_seconds"]), "rollups_waited_s": waited})
+    p99s = [run["publish_to_websocket"]["p99_ms"] for run in runs]
+    return {**median_run(runs, lambda run: run["publish_to_websocket"]["p99_ms"] or 0), "p99s_ms": p99s}
+
+
 def measure(stack, figures, save, sizes, end_ms, rate=None):
     """Every figure of one database into `figures`, saved after each step; the ingest at
     `rate`, or at RAW_SHARE of this raw ceiling."""
     name = "full" if rate else "empty"
-    waited = figures["rollups_waited_s"] = {}
-    waited["ceiling"] = settle_rollups(stack, sizes, name)
-    log(f"{name}: draining {sizes['backlog']:,} readings, raw and through our bridge")
-    figures["ceiling"] = drain_ceiling(stack, sizes["backlog"], raw=True)
-    stack.wait_drained()
+    figures["ceiling"] = ceilings(stack, sizes, name)
     save()
     rate = rate or round(RAW_SHARE * figures["ceiling"]["raw_readings_per_s"])
-    waited["ingest"] = settle_rollups(stack, sizes, name)
-    figures["ingest"] = scenario_ingest(stack, rate, sizes["ingest_seconds"])
+    figures["ingest"] = ingests(stack, sizes, name, rate)
     save()
     log(f"{name}: history queries, {sizes['queries']} of each")
     figures["history"] = history_queries(stack, device_ids(sizes["devices"]), end_ms, sizes["queries"])
@@ -163,6 +192,10 @@ def comparisons(results):
     return rows
 
 
+def listed(numbers):
+    return ", ".join(f"{number:,}" if number is not None else "-" for number in numbers)
+
+
 def report(results):
     print(f"\n{'figure':<44}{'empty':>12}{'full':>12}{'ratio':>8}  target")
     for label, a, b, share, target in comparisons(results):
@@ -173,6 +206,10 @@ def report(results):
           f"{filled['seconds']:,} s ({filled['values_per_s']:,} values/s, rollups included), settled in {filled['settle_s']} s")
     for name in ("empty", "full"):
         phase = results[name]
+        runs = phase["ceiling"]["runs"]
+        print(f"{name}: medians of {len(runs)} runs; raw ceilings {listed(run['raw_readings_per_s'] for run in runs)}; "
+              f"drain ceilings {listed(run['readings_per_s'] for run in runs)}; "
+              f"ingest p99 ms {listed(phase['ingest']['p99s_ms'])}")
         print(f"{name}: {phase['disk']['values']:,} values in {phase['disk']['bytes'] / 2 ** 20:,.1f} MiB; retention "
               f"deleted {phase['retention']['deleted']} in {phase['retention']['seconds']} s; ingest stored "
               f"{phase['ingest']['stored']:,} of {phase['ingest']['published']:,}")
@@ -186,12 +223,13 @@ def main():
     parser.add_argument("--values", type=int, help=f"values to fill (default {FULL['values']:,})")
     parser.add_argument("--days", type=int, help=f"days the filled values span, up to now (default {FULL['days']})")
     parser.add_argument("--devices", type=int, help=f"devices, 5 keys each (default {FULL['devices']:,})")
+    parser.add_argument("--repeats", type=int, help=f"drains and ingests of each database; the median counts (default {FULL['repeats']})")
     parser.add_argument("--bridges", type=int, default=1,
                         help="bridge processes, sharing the broker's load through the shared subscription group")
     parser.add_argument("--out", default="var/bench/growth.json")
     args = parser.parse_args()
     sizes = dict(QUICK if args.quick else FULL)
-    sizes.update({name: getattr(args, name) for name in ("values", "days", "devices") if getattr(args, name)})
+    sizes.update({name: getattr(args, name) for name in ("values", "days", "devices", "repeats") if getattr(args, name)})
     command = "python -m bench.growth " + shlex.join(sys.argv[1:])
     results = {"command": command, "machine": machine(), "database": args.database, "bridges": args.bridges, "sizes": sizes,
                "load_before": [round(load, 2) for load in os.getloadavg()]}

@@ -68,6 +68,12 @@ def test_the_quick_run_measures_every_figure_on_the_empty_and_the_full_database(
     assert full["ingest"]["offered_per_s"] == empty["ingest"]["offered_per_s"] > 0
     for phase in (empty, full):
         assert phase["ceiling"]["stored"] == 2_000 and phase["ceiling"]["raw_readings_per_s"] > 0
+        # Each ceiling and ingest measured twice in a quick run; the figure is one of the runs'.
+        runs = phase["ceiling"]["runs"]
+        assert len(runs) == 2 and all(run["stored"] == 2_000 for run in runs)
+        assert phase["ceiling"]["readings_per_s"] in [run["readings_per_s"] for run in runs]
+        assert len(phase["ingest"]["p99s_ms"]) == 2
+        assert phase["ingest"]["publish_to_websocket"]["p99_ms"] in phase["ingest"]["p99s_ms"]
         assert phase["ingest"]["stored"] == phase["ingest"]["published"] > 0
         assert phase["ingest"]["publish_to_websocket"]["p99_ms"] is not None
         assert all(query["p95_ms"] is not None for query in phase["history"].values())
@@ -80,3 +86,4 @@ def test_the_quick_run_measures_every_figure_on_the_empty_and_the_full_database(
     assert empty["retention"]["deleted"]["raw"] == 0
     assert 60_000 <= full["retention"]["deleted"]["raw"] <= 70_000
     assert "history 365 d by day, p95 ms" in result.stdout and "drain ceiling" in result.stdout
+    assert "full: medians of 2 runs; raw ceilings" in result.stdout
