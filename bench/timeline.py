@@ -2,10 +2,11 @@
 second by second.
 
     python -m bench.timeline --rate 3650 --seconds 40 --warm 60
+    python -m bench.timeline --rate 15000 --database postgres --bridges 2
 
 It runs bench.run's ingest scenario (10 dashboards): first for --warm seconds unmeasured, so that
 the database is in its steady state (each device's newest rows on pages of their own), then for
---seconds, reading the bridge's /metrics every SAMPLE_SECONDS and the database's checkpoints: on
+--seconds, reading the (first) bridge's /metrics every SAMPLE_SECONDS and the database's checkpoints: on
 SQLite the checkpoint sequence in the WAL's header (SQLite counts each time the log starts again
 after a checkpoint), on PostgreSQL the checkpoints its statistics count.
 For each second it prints the oldest reading held unstored at worst, the most readings held,
@@ -110,9 +111,11 @@ def main():
     parser.add_argument("--seconds", type=int, default=40)
     parser.add_argument("--warm", type=int, default=60, help="seconds of the same rate first, not measured")
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--bridges", type=int, default=1, help="bridge processes in the shared group; the first one's figures")
     args = parser.parse_args()
     command = "python -m bench.timeline " + shlex.join(sys.argv[1:])
     stack = Stack(Path(tempfile.mkdtemp(prefix="telehub-timeline-")), devices=1_000, database=args.database, log=log)
+    stack.add_bridges(args.bridges - 1)
     try:
         stack.start()
         if args.warm:
@@ -128,9 +131,10 @@ def main():
     for row in per_second(sampler.samples):
         print("  ".join(f"{row[name]:>14,}" for name in columns))
     latency = result["publish_to_websocket"]
+    bridges = ", ".join(f"{figures['cpu_percent']}%" for name, figures in result["resources"].items() if name.startswith("bridge"))
     print(f"\n{args.rate:,} readings/s for {args.seconds} s, {result['stored']:,} stored, {result['lost']:,} lost; "
           f"dashboards p50 {latency['p50_ms']} ms, p95 {latency['p95_ms']} ms, p99 {latency['p99_ms']} ms; "
-          f"the bridge at {result['resources']['bridge']['cpu_percent']}% of a core")
+          f"the bridges at {bridges} of a core")
     print(f"command: {command}")
 
 

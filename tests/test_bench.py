@@ -190,7 +190,7 @@ def test_the_alarm_latency_bench_times_each_alarm_to_its_row_and_its_frame(tmp_p
 
 def test_the_timeline_bench_prints_the_bridge_second_by_second():
     result = subprocess.run(
-        [sys.executable, "-m", "bench.timeline", "--rate", "300", "--seconds", "3", "--warm", "0"],
+        [sys.executable, "-m", "bench.timeline", "--rate", "300", "--seconds", "3", "--warm", "0", "--bridges", "2"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -199,7 +199,8 @@ def test_the_timeline_bench_prints_the_bridge_second_by_second():
     assert [row[0] for row in rows] == list(range(len(rows))) and len(rows) >= 3
     assert sum(row[3] for row in rows) > 0  # flushes
     assert "300 readings/s for 3 s, 900 stored, 0 lost; dashboards p50" in result.stdout
-    assert lines[-1] == "command: python -m bench.timeline --rate 300 --seconds 3 --warm 0"
+    assert re.search(r"the bridges at [\d.]+%, [\d.]+% of a core", result.stdout)  # both in the shared group
+    assert lines[-1] == "command: python -m bench.timeline --rate 300 --seconds 3 --warm 0 --bridges 2"
 
 
 def test_the_timeline_bench_counts_sqlite_checkpoints_from_the_wal_header(tmp_path):
