@@ -124,7 +124,7 @@ def median_run(runs, key):
 def ceilings(stack, sizes, name):
     """The raw ceiling and our drain ceiling, each the median of `repeats` drains: one drain of
     60,000 readings lasts 2-3 s on a fast machine, and drains of one database in one run
-    differed by up to 1.7 times, too much for a ratio of 0.9 to be told from one of each."""
+    differed up to threefold, too much for a ratio of 0.9 to be told from one of each."""
     runs = []
     for number in range(sizes["repeats"]):
         waited = settle_rollups(stack, sizes, name)
