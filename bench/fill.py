@@ -66,7 +66,9 @@ def series_values(values, series):
 def series_rows(device, key, number, count, start_ms, end_ms, latest):
     """`count` readings of one key, evenly spaced over [start_ms, end_ms), each series offset a
     little so that devices do not all report at the same instant: a daily wave with some noise.
-    Records the last one in `latest`."""
+    Records the last one in `latest`; none for a count of 0 (fewer values than series)."""
+    if not count:
+        return
     step = (end_ms - start_ms) / count
     offset = (number * 7919) % max(1, int(step))
     base = 10 + number % 90

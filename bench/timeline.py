@@ -3,8 +3,11 @@ second by second.
 
     python -m bench.timeline --rate 3650 --seconds 40 --warm 60
     python -m bench.timeline --rate 15000 --database postgres --bridges 2
+    python -m bench.timeline --rate 3610 --database postgres --bridges 2 --fill 10000000
 
-It runs bench.run's ingest scenario (10 dashboards): first for --warm seconds unmeasured, so that
+With --fill, the database first gets that much history of other keys over FILL_DAYS days
+(bench.growth's fill, settled as there), so that the tail of a full database can be told apart
+from an empty one's. It runs bench.run's ingest scenario (10 dashboards): first for --warm seconds unmeasured, so that
 the database is in its steady state (each device's newest rows on pages of their own), then for
 --seconds, reading the (first) bridge's /metrics every SAMPLE_SECONDS and the database's checkpoints: on
 SQLite the checkpoint sequence in the WAL's header (SQLite counts each time the log starts again
@@ -23,10 +26,14 @@ from pathlib import Path
 
 import psycopg
 
+from bench.fill import settle_filled
+from bench.growth import fill
 from bench.run import log, scenario_ingest
 from bench.stack import Stack
 
 SAMPLE_SECONDS = 0.1
+FILL_DAYS = 90
+DEVICES = 1_000
 # The WAL header's checkpoint sequence number, big-endian (sqlite.org/fileformat2.html#walformat).
 WAL_CHECKPOINT_SEQUENCE = slice(12, 16)
 
@@ -112,12 +119,17 @@ def main():
     parser.add_argument("--warm", type=int, default=60, help="seconds of the same rate first, not measured")
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--bridges", type=int, default=1, help="bridge processes in the shared group; the first one's figures")
+    parser.add_argument("--fill", type=int, default=0, help=f"values of history over {FILL_DAYS} days first")
     args = parser.parse_args()
     command = "python -m bench.timeline " + shlex.join(sys.argv[1:])
-    stack = Stack(Path(tempfile.mkdtemp(prefix="telehub-timeline-")), devices=1_000, database=args.database, log=log)
+    stack = Stack(Path(tempfile.mkdtemp(prefix="telehub-timeline-")), devices=DEVICES, database=args.database, log=log)
     stack.add_bridges(args.bridges - 1)
     try:
         stack.start()
+        if args.fill:
+            filled = fill(stack, {"devices": DEVICES, "values": args.fill, "days": FILL_DAYS}, int(time.time() * 1000))
+            settled = settle_filled(stack.postgres.url if stack.postgres else None, stack.database)
+            log(f"filled {filled['values']:,} values in {filled['seconds']:,} s, settled in {settled} s")
         if args.warm:
             scenario_ingest(stack, args.rate, args.warm)
             stack.wait_rolled_up()

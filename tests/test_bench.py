@@ -190,7 +190,8 @@ def test_the_alarm_latency_bench_times_each_alarm_to_its_row_and_its_frame(tmp_p
 
 def test_the_timeline_bench_prints_the_bridge_second_by_second():
     result = subprocess.run(
-        [sys.executable, "-m", "bench.timeline", "--rate", "300", "--seconds", "3", "--warm", "0", "--bridges", "2"],
+        [sys.executable, "-m", "bench.timeline", "--rate", "300", "--seconds", "3", "--warm", "0", "--bridges", "2",
+         "--fill", "2000"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -200,7 +201,8 @@ def test_the_timeline_bench_prints_the_bridge_second_by_second():
     assert sum(row[3] for row in rows) > 0  # flushes
     assert "300 readings/s for 3 s, 900 stored, 0 lost; dashboards p50" in result.stdout
     assert re.search(r"the bridges at [\d.]+%, [\d.]+% of a core", result.stdout)  # both in the shared group
-    assert lines[-1] == "command: python -m bench.timeline --rate 300 --seconds 3 --warm 0 --bridges 2"
+    assert re.search(r"filled 2,000 values in [\d.,]+ s, settled in [\d.]+ s", result.stdout)
+    assert lines[-1] == "command: python -m bench.timeline --rate 300 --seconds 3 --warm 0 --bridges 2 --fill 2000"
 
 
 def test_the_timeline_bench_counts_sqlite_checkpoints_from_the_wal_header(tmp_path):
