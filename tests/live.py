@@ -71,6 +71,17 @@ def wait_until(condition, timeout=TIMEOUT, interval=0.05, message="condition"):
     raise AssertionError(f"timed out after {timeout} s waiting for {message}")
 
 
+def stop_client(client):
+    """Disconnects a paho client and ends its network thread. disconnect() ends the thread by
+    itself, and the thread clears client._thread as it ends, so paho 2.1's loop_stop() can find
+    the thread set and then join None (AttributeError): the thread has ended either way."""
+    client.disconnect()
+    try:
+        client.loop_stop()
+    except AttributeError:
+        pass
+
+
 class HubProcess:
     """One of the hub's processes, with its output in a log file."""
 
@@ -430,8 +441,7 @@ class Gateway:
         self.client.publish(topic, payload, qos=1).wait_for_publish(TIMEOUT)
 
     def disconnect(self):
-        self.client.disconnect()
-        self.client.loop_stop()
+        stop_client(self.client)
 
 
 class Device:
@@ -477,8 +487,7 @@ class Device:
         try:
             return wait_until(lambda: self.refused, message=f"the broker to refuse {self.device_id}")
         finally:
-            self.client.disconnect()
-            self.client.loop_stop()
+            stop_client(self.client)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         if reason_code.is_failure:
@@ -521,5 +530,4 @@ class Device:
     def go_offline(self):
         """Leaves as a device does when it shuts down: says so, then disconnects."""
         self.publish(self.topic("status"), b"offline", retain=True)
-        self.client.disconnect()
-        self.client.loop_stop()
+        stop_client(self.client)

@@ -15,7 +15,7 @@ from bench.prepare import device_ids
 from devices.broker_auth import render, write_files
 from devices.credentials import ensure_account
 from devices.models import BrokerAccount
-from tests.live import ROOT, TIMEOUT
+from tests.live import ROOT, TIMEOUT, stop_client
 
 # The subscriber takes up to 70,000 QoS 1 readings before the marker: seconds on a loaded machine.
 MARKER_TIMEOUT = 60
@@ -62,8 +62,7 @@ class Subscriber:
             self.received.append((message.topic.split("/")[1], orjson.loads(message.payload)))
 
     def stop(self):
-        self.client.disconnect()
-        self.client.loop_stop()
+        stop_client(self.client)
 
 
 @pytest.fixture

@@ -20,9 +20,11 @@ COMMANDS = 1000
 @pytest.fixture(scope="module")
 def hub(django_db_setup, redis_server, mosquitto_server, tmp_path_factory):
     """The hub's bridge, and those `bridges()` adds, in a shared group of their own (the
-    broker keeps their sessions, and their share, after the module)."""
+    broker keeps their sessions, and their share, after the module). Their restarts here are
+    restarts, not deaths: with the default 10 s lease a slow machine took longer than that to
+    bring one back, and a peer drained its session (tests/test_peer_drain.py tests that)."""
     yield from running_hub(redis_server, mosquitto_server, tmp_path_factory.mktemp("hub"),
-                           mqtt_shared_group=unique_id("bridges"))
+                           mqtt_shared_group=unique_id("bridges"), bridge_lease_seconds=120)
 
 
 def bridges(hub, count):

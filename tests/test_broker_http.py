@@ -14,7 +14,7 @@ from accounts.tokens import issue_token
 from devices.broker_auth import render, write_files
 from devices.credentials import ensure_account, revoke_device_token
 from devices.models import BrokerAccount
-from tests.live import TIMEOUT
+from tests.live import TIMEOUT, stop_client
 from tests.servers import MosquittoServer
 
 SECRET = "broker-secret-for-tests"
@@ -205,8 +205,7 @@ class Probe:
         return seen - ({marker} - set(topics))
 
     def close(self):
-        self.client.disconnect()
-        self.client.loop_stop()
+        stop_client(self.client)
 
 
 @pytest.mark.postgres

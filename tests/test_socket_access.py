@@ -5,7 +5,7 @@ from django.contrib.auth.models import Group
 from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import PASSWORD
-from tests.live import Device, unique_id
+from tests.live import Device, stop_client, unique_id
 
 pytestmark = [pytest.mark.live, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -34,8 +34,7 @@ def sensors(live_hub, shared):
     }
     yield connected
     for sensor in connected.values():
-        sensor.client.disconnect()
-        sensor.client.loop_stop()
+        stop_client(sensor.client)
 
 
 def fleet_of(hub, cookie, *device_ids):
