@@ -73,7 +73,7 @@ def wait_until(condition, timeout=TIMEOUT, interval=0.05, message="condition"):
 
 def stop_client(client):
     """Disconnects a paho client and ends its network thread. disconnect() ends the thread by
-    itself, and the thread clears client._thread as it ends, so paho 2.1's loop_stop() can find
+    itself, and the thread clears client._thread as it ends, so paho's loop_stop() (2.2) can find
     the thread set and then join None (AttributeError): the thread has ended either way."""
     client.disconnect()
     try:
