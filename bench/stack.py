@@ -164,6 +164,10 @@ class Stack:
         self.env = {
             **os.environ,
             "HUB_SECRET_KEY": "bench-secret-key-not-for-production",
+            # As in production, whatever the caller's shell says (the README's quick start exports
+            # HUB_DEBUG=true): in debug mode Django keeps every statement it runs, and on SQLite
+            # quotes their parameters with a query of its own.
+            "HUB_DEBUG": "false",
             "HUB_DATABASE_URL": self.database_url,
             "HUB_REDIS_URL": self.redis.url,
             "HUB_CHANNEL_LAYER": channel_layer,

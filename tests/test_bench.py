@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.stack import Stack
+
 ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.live
@@ -24,6 +26,11 @@ def quick_run(tmp_path_factory):
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return json.loads(out.read_text()), result.stdout
+
+
+def test_the_stack_runs_the_hub_as_production_does_even_from_a_shell_in_debug_mode(monkeypatch, tmp_path):
+    monkeypatch.setenv("HUB_DEBUG", "true")  # as the README's quick start exports it
+    assert Stack(tmp_path, devices=[]).env["HUB_DEBUG"] == "false"
 
 
 def test_the_quick_run_prints_its_table_and_command(quick_run):
