@@ -10,14 +10,12 @@ every session, later ones only those whose data changed (none here). A web proce
 every RECHECK_SECONDS, on its database thread."""
 import argparse
 import json
-import os
-import secrets
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import django
+from bench.in_process import setup_django
 
 GROUPS = 50
 DEVICES_PER_GROUP = 40
@@ -72,10 +70,7 @@ def main():
     parser.add_argument("--database-url", help="default: SQLite in a temporary directory")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="telehub-recheck-cost-") as workdir:
-        os.environ["HUB_DATABASE_URL"] = args.database_url or f"sqlite:///{Path(workdir) / 'recheck.sqlite3'}"
-        os.environ.setdefault("HUB_SECRET_KEY", secrets.token_urlsafe(50))
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
-        django.setup()
+        setup_django(args.database_url or f"sqlite:///{Path(workdir) / 'recheck.sqlite3'}")
         from django.db import connection
         from django.test.utils import CaptureQueriesContext
 

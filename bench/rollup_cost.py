@@ -15,17 +15,14 @@ roll them all up, minutes rolled up a second, and the rows it left."""
 import argparse
 import asyncio
 import json
-import os
-import secrets
 import sys
 import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import django
-
 from bench.fill import fill, settle_filled
+from bench.in_process import setup_django
 from bench.store_cost import DEVICES, prepare_database
 
 FLUSHES_PER_MINUTE = 20
@@ -48,10 +45,7 @@ def main():
             server.start()
         try:
             sqlite_path = Path(workdir) / "rollups.sqlite3"
-            os.environ["HUB_DATABASE_URL"] = server.url if server else f"sqlite:///{sqlite_path}"
-            os.environ.setdefault("HUB_SECRET_KEY", secrets.token_urlsafe(50))
-            os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
-            django.setup()
+            setup_django(server.url if server else f"sqlite:///{sqlite_path}")
             devices = prepare_database()
             if args.fill:
                 print(json.dumps(fill(devices, args.fill, FILL_DAYS, int(time.time() * 1000))), file=sys.stderr)

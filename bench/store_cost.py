@@ -15,16 +15,14 @@ max), readings per flush, the process's CPU (storing on one thread; a database s
 CPU is not in it) and, on SQLite, the database's size."""
 import argparse
 import json
-import os
-import secrets
 import sys
 import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import django
 
+from bench.in_process import setup_django
 from bench.prepare import device_ids
 from bench.sqlite_files import sqlite_bytes
 from bench.stats import Histogram
@@ -43,10 +41,7 @@ def main():
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="telehub-store-cost-") as workdir:
         sqlite_file = None if args.database_url else Path(workdir) / "store.sqlite3"
-        os.environ["HUB_DATABASE_URL"] = args.database_url or f"sqlite:///{sqlite_file}"
-        os.environ.setdefault("HUB_SECRET_KEY", secrets.token_urlsafe(50))
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
-        django.setup()
+        setup_django(args.database_url or f"sqlite:///{sqlite_file}")
         feed = Feed(prepare_database())
         pace = f"{args.rate:,.0f} readings/s offered" if args.rate else f"flushes of {args.flush} readings"
         print(f"storing {pace} from {DEVICES} devices, {args.rounds} rounds of {args.seconds} s", file=sys.stderr)

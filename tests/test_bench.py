@@ -1,6 +1,7 @@
 """The benchmark suite's quick mode, so the suite cannot rot. It asserts what the run did,
 never how fast: figures belong to `python -m bench.run`, not to tests."""
 import json
+import os
 import re
 import sqlite3
 import subprocess
@@ -31,6 +32,15 @@ def quick_run(tmp_path_factory):
 def test_the_stack_runs_the_hub_as_production_does_even_from_a_shell_in_debug_mode(monkeypatch, tmp_path):
     monkeypatch.setenv("HUB_DEBUG", "true")  # as the README's quick start exports it
     assert Stack(tmp_path, devices=[]).env["HUB_DEBUG"] == "false"
+
+
+def test_benches_that_call_the_hub_in_process_run_django_out_of_debug_mode_too(tmp_path):
+    code = ("from bench.in_process import setup_django; from django.conf import settings; "
+            f"setup_django('sqlite:///{tmp_path / 'db.sqlite3'}'); print(settings.DEBUG)")
+    env = {**os.environ, "HUB_DEBUG": "true"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
 
 
 def test_the_quick_run_prints_its_table_and_command(quick_run):
