@@ -40,7 +40,7 @@ def device_out(device, commandable_ids):
 
 
 def visible_device(request, device_id):
-    return get_object_or_404(access.visible_devices(request.auth).prefetch_related("latest_values"), pk=device_id)
+    return get_object_or_404(access.visible_devices(request.auth), pk=device_id)
 
 
 @router.get("/devices/", response=list[DeviceOut], summary="The devices you may see")
