@@ -30,23 +30,11 @@ from bench.fill import settle_filled
 from bench.growth import fill
 from bench.run import log, scenario_ingest
 from bench.stack import Stack
+from telemetry.checkpoints import log_restarts
 
 SAMPLE_SECONDS = 0.1
 FILL_DAYS = 90
 DEVICES = 1_000
-# The WAL header's checkpoint sequence number, big-endian (sqlite.org/fileformat2.html#walformat).
-WAL_CHECKPOINT_SEQUENCE = slice(12, 16)
-
-
-def wal_checkpoints(wal):
-    """SQLite's checkpoint sequence in the WAL file `wal`, or 0 before it exists."""
-    try:
-        with open(wal, "rb") as file:
-            return int.from_bytes(file.read(16)[WAL_CHECKPOINT_SEQUENCE], "big")
-    except OSError:
-        return 0
-
-
 def postgres_checkpoints(connection):
     """The checkpoints PostgreSQL has begun, timed and requested, on a psycopg `connection` in
     autocommit (statistics are read once per transaction): pg_stat_checkpointer from version 17,
@@ -63,7 +51,7 @@ def checkpoint_counter(stack):
     if stack.postgres:
         connection = psycopg.connect(stack.postgres.url, autocommit=True)
         return lambda: postgres_checkpoints(connection)
-    return lambda: wal_checkpoints(f"{stack.database}-wal")
+    return lambda: log_restarts(stack.database)
 
 
 class Sampler:

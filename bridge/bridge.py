@@ -14,7 +14,7 @@ from collections import Counter, defaultdict
 import orjson
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from alarms.evaluate import AlarmEvaluator
@@ -35,6 +35,7 @@ from devices import commands
 from devices.presence import record_status
 from hub.tasks import cancel_and_wait, crashes, start_supervised
 from telemetry import events
+from telemetry.checkpoints import WalCheckpointer
 from telemetry.storage import store_samples
 from telemetry.upkeep import Upkeep
 
@@ -151,6 +152,8 @@ class Bridge:
         self._background = set()
         self.live = LiveSender(channel_layer, events.LIVE_GROUP, self.counts)
         self.upkeep = Upkeep()
+        # SQLite's checkpoints, off the flushes' path (telemetry.checkpoints).
+        self.checkpointer = WalCheckpointer() if connection.vendor == "sqlite" else None
         self.alarms = AlarmEvaluator(self.live.publish)
         self.notifier = Notifier.from_settings()
         self._store_failures = 0  # flushes failed in a row
@@ -238,6 +241,8 @@ class Bridge:
             self._tasks.append(start_supervised("heartbeat", self._heartbeat_forever))
         if self.broker_auth:
             self._tasks.append(start_supervised("broker_auth_sync", self.broker_auth.run_forever))
+        if self.checkpointer:
+            self._tasks.append(start_supervised("wal_checkpoints", self.checkpointer.run_forever))
         await self.mqtt.run()
 
     async def stop(self):

@@ -136,8 +136,8 @@ def _database():
         # The bridge writes while daphne reads: WAL lets readers run beside the writer,
         # IMMEDIATE takes the write lock up front so a busy database waits instead of failing.
         # A flush touches the newest page of thousands of series: a page cache of 128 MiB keeps
-        # them in memory, and a checkpoint every 20,000 pages (80 MiB of WAL) copies each page
-        # once for many commits (docs/performance.md, "Storing while receiving").
+        # them in memory. The bridge copies the WAL back as it grows, on a thread of its own
+        # (telemetry.checkpoints); a writer's own checkpoint at 20,000 pages (80 MiB) bounds it.
         Path(config["NAME"]).parent.mkdir(parents=True, exist_ok=True)
         config["OPTIONS"] = {
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "

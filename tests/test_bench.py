@@ -3,7 +3,6 @@ never how fast: figures belong to `python -m bench.run`, not to tests."""
 import json
 import os
 import re
-import sqlite3
 import subprocess
 import sys
 import time
@@ -220,22 +219,6 @@ def test_the_timeline_bench_prints_the_bridge_second_by_second():
     assert re.search(r"the bridges at [\d.]+%, [\d.]+% of a core", result.stdout)  # both in the shared group
     assert re.search(r"filled 2,000 values in [\d.,]+ s, settled in [\d.]+ s", result.stdout)
     assert lines[-1] == "command: python -m bench.timeline --rate 300 --seconds 3 --warm 0 --bridges 2 --fill 2000"
-
-
-def test_the_timeline_bench_counts_sqlite_checkpoints_from_the_wal_header(tmp_path):
-    from bench.timeline import wal_checkpoints
-
-    database = sqlite3.connect(tmp_path / "db.sqlite3", isolation_level=None)
-    database.execute("PRAGMA journal_mode=WAL")
-    database.execute("PRAGMA wal_autocheckpoint=0")
-    database.execute("CREATE TABLE t (x)")
-    before = wal_checkpoints(tmp_path / "db.sqlite3-wal")
-    database.execute("INSERT INTO t VALUES (1)")
-    assert wal_checkpoints(tmp_path / "db.sqlite3-wal") == before
-    database.execute("PRAGMA wal_checkpoint(PASSIVE)")
-    database.execute("INSERT INTO t VALUES (2)")  # the first write after a whole checkpoint starts the log again
-    assert wal_checkpoints(tmp_path / "db.sqlite3-wal") == before + 1
-    assert wal_checkpoints(tmp_path / "missing-wal") == 0
 
 
 @pytest.mark.postgres

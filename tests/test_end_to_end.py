@@ -6,10 +6,12 @@ import time
 import uuid
 
 import pytest
+from django.conf import settings
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from devices.credentials import ensure_account
 from devices.models import BrokerAccount, Command
+from telemetry.checkpoints import log_restarts
 from telemetry.models import Reading
 from tests.conftest import PASSWORD
 from tests.live import Device, Gateway, unique_id, wait_until
@@ -51,6 +53,23 @@ def test_the_connected_bridge_keeps_its_heartbeat_file_fresh(live_hub):
     heartbeat = live_hub.workdir / "bridge.heartbeat"
     wait_until(heartbeat.exists, message="the heartbeat file")
     assert time.time() - heartbeat.stat().st_mtime < 10
+
+
+def test_the_bridge_has_sqlites_log_copied_back_long_before_its_own_checkpoint_is_due(live_hub, device):
+    """telemetry.checkpoints: while readings are stored, the log starts over again and again, where
+    the writer alone would let it grow to 20,000 pages first."""
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] != "django.db.backends.sqlite3":
+        pytest.skip("SQLite's write-ahead log")
+    started = log_restarts(database["NAME"])
+    sensor = Device(live_hub.mqtt_url, device.id, device.mqtt_password).connect()
+
+    def started_over():
+        sensor.send_reading({"temp": 20.0}, ts=now_ms())  # a flush: once the log is copied, it starts over
+        return log_restarts(database["NAME"]) >= started + 2
+
+    wait_until(started_over, message="the log to start over twice")
+    sensor.go_offline()
 
 
 def test_status_changes_reach_dashboards_and_the_snapshot(live_hub, device, cookie):
