@@ -10,8 +10,8 @@ With --fill, the database first gets that much history of other keys over FILL_D
 from an empty one's. It runs bench.run's ingest scenario (10 dashboards): first for --warm seconds unmeasured, so that
 the database is in its steady state (each device's newest rows on pages of their own), then for
 --seconds, reading the (first) bridge's /metrics every SAMPLE_SECONDS and the database's checkpoints: on
-SQLite the checkpoint sequence in the WAL's header (SQLite counts each time the log starts again
-after a checkpoint), on PostgreSQL the checkpoints its statistics count.
+SQLite the times the WAL was seen to start over after a checkpoint (its header's salts changed
+since the last sample: at most one a sample), on PostgreSQL the checkpoints its statistics count.
 For each second it prints the oldest reading held unstored at worst, the most readings held,
 the flushes and the time they took, the minutes rolled up and the checkpoints; then the
 dashboards' latency over the run.
@@ -30,7 +30,7 @@ from bench.fill import settle_filled
 from bench.growth import fill
 from bench.run import log, scenario_ingest
 from bench.stack import Stack
-from telemetry.checkpoints import log_restarts
+from telemetry.checkpoints import log_salts
 
 SAMPLE_SECONDS = 0.1
 FILL_DAYS = 90
@@ -46,12 +46,30 @@ def postgres_checkpoints(connection):
     return connection.execute(sql).fetchone()[0]
 
 
+class LogRestarts:
+    """Counts the times the WAL of the SQLite database at `path` is seen to start over, when
+    called: its salts differ from those of the call before (telemetry.checkpoints.log_salts)."""
+
+    def __init__(self, path):
+        self.path = path
+        self.salts = log_salts(path)
+        self.count = 0
+
+    def __call__(self):
+        salts = log_salts(self.path)
+        if salts is not None:
+            if self.salts is not None and salts != self.salts:
+                self.count += 1
+            self.salts = salts
+        return self.count
+
+
 def checkpoint_counter(stack):
     """A function counting the stack's database's checkpoints so far."""
     if stack.postgres:
         connection = psycopg.connect(stack.postgres.url, autocommit=True)
         return lambda: postgres_checkpoints(connection)
-    return lambda: log_restarts(stack.database)
+    return LogRestarts(stack.database)
 
 
 class Sampler:

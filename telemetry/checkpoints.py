@@ -24,18 +24,20 @@ logger = logging.getLogger("telemetry.checkpoints")
 
 # Once the log is copied whole, the wait before looking again.
 IDLE_SECONDS = 0.05
-# The log header's checkpoint sequence number, big-endian (sqlite.org/fileformat2.html#walformat).
-CHECKPOINT_SEQUENCE = slice(12, 16)
+# The salts in the log's header (sqlite.org/fileformat2.html#walformat). SQLite changes them each
+# time the log starts over, whichever connection starts it. (Not the header's checkpoint sequence
+# number: each connection writes its own count there, so with two writers it goes back and forth.)
+SALTS = slice(16, 24)
 
 
-def log_restarts(path):
-    """How many times the write-ahead log of the database at `path` has started over after a
-    checkpoint, as its header counts; 0 before the log exists."""
+def log_salts(path):
+    """The salts of the write-ahead log of the database at `path`, None while it has no header."""
     try:
         with open(f"{path}-wal", "rb") as log:
-            return int.from_bytes(log.read(16)[CHECKPOINT_SEQUENCE], "big")
+            header = log.read(32)
     except OSError:
-        return 0
+        return None
+    return header[SALTS] if len(header) == 32 else None
 
 
 class WalCheckpointer:

@@ -3,6 +3,7 @@ never how fast: figures belong to `python -m bench.run`, not to tests."""
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import time
@@ -219,6 +220,24 @@ def test_the_timeline_bench_prints_the_bridge_second_by_second():
     assert re.search(r"the bridges at [\d.]+%, [\d.]+% of a core", result.stdout)  # both in the shared group
     assert re.search(r"filled 2,000 values in [\d.,]+ s, settled in [\d.]+ s", result.stdout)
     assert lines[-1] == "command: python -m bench.timeline --rate 300 --seconds 3 --warm 0 --bridges 2 --fill 2000"
+
+
+def test_the_timeline_bench_counts_the_restarts_of_sqlites_log_whichever_connection_writes(tmp_path):
+    """Not from the header's checkpoint sequence: each connection writes its own count there."""
+    from bench.timeline import LogRestarts
+
+    path = tmp_path / "db.sqlite3"
+    writers = [sqlite3.connect(path, isolation_level=None) for _ in range(2)]
+    writers[0].execute("PRAGMA journal_mode=WAL")
+    writers[0].execute("CREATE TABLE t (x)")
+    restarts = LogRestarts(path)
+    writers[0].execute("INSERT INTO t VALUES (1)")
+    assert restarts() == 0
+    for turn in range(4):
+        writers[0].execute("PRAGMA wal_checkpoint(PASSIVE)")
+        writers[turn % 2].execute("INSERT INTO t VALUES (2)")  # the first commit after a whole checkpoint starts the log over
+        assert restarts() == turn + 1
+    assert LogRestarts(tmp_path / "missing.sqlite3")() == 0
 
 
 @pytest.mark.postgres

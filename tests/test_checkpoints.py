@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from telemetry.checkpoints import WalCheckpointer, log_restarts
+from telemetry.checkpoints import WalCheckpointer, log_salts
 
 
 @pytest.fixture
@@ -25,26 +25,19 @@ def write(connection, commits):
         connection.execute("INSERT INTO reading (value) VALUES (?)", ["x" * 500])
 
 
-def test_the_logs_header_counts_its_restarts(writer, tmp_path):
-    path = tmp_path / "hub.sqlite3"
-    restarts = log_restarts(path)
-    write(writer, 1)
-    assert log_restarts(path) == restarts
-    writer.execute("PRAGMA wal_checkpoint(PASSIVE)")
-    write(writer, 1)  # the first commit after a whole checkpoint starts the log over
-    assert log_restarts(path) == restarts + 1
-    assert log_restarts(tmp_path / "missing.sqlite3") == 0
+def test_the_logs_salts_are_none_until_it_has_a_header(tmp_path):
+    assert log_salts(tmp_path / "missing.sqlite3") is None
 
 
 def test_once_the_log_is_copied_whole_the_next_commit_starts_it_over(writer, tmp_path):
     path = tmp_path / "hub.sqlite3"
     write(writer, 200)
-    restarts, size = log_restarts(path), Path(f"{path}-wal").stat().st_size
+    salts, size = log_salts(path), Path(f"{path}-wal").stat().st_size
 
     assert WalCheckpointer().checkpoint(path) is False  # nothing left to copy: no need to go again
 
     write(writer, 200)
-    assert log_restarts(path) == restarts + 1
+    assert log_salts(path) != salts  # SQLite's mark of a log started over
     assert Path(f"{path}-wal").stat().st_size <= size * 1.1  # written over from its start, not grown
 
 
@@ -52,7 +45,7 @@ def test_a_readers_old_snapshot_holds_the_checkpointer_back_without_making_it_sp
     path = tmp_path / "hub.sqlite3"
     checkpointer = WalCheckpointer()
     write(writer, 100)
-    restarts = log_restarts(path)
+    salts = log_salts(path)
     with closing(sqlite3.connect(path, isolation_level=None)) as reader:
         reader.execute("BEGIN")
         reader.execute("SELECT count(*) FROM reading").fetchone()  # reads as of these 100 commits
@@ -62,5 +55,6 @@ def test_a_readers_old_snapshot_holds_the_checkpointer_back_without_making_it_sp
         assert checkpointer.checkpoint(path) is False  # no further while the reader reads: wait
         reader.execute("COMMIT")
     assert checkpointer.checkpoint(path) is False  # the rest copied: the log is whole in the file
+    assert log_salts(path) == salts  # not started over while a reader used it
     write(writer, 1)
-    assert log_restarts(path) == restarts + 1
+    assert log_salts(path) != salts
