@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -227,16 +228,17 @@ def test_the_timeline_bench_counts_the_restarts_of_sqlites_log_whichever_connect
     from bench.timeline import LogRestarts
 
     path = tmp_path / "db.sqlite3"
-    writers = [sqlite3.connect(path, isolation_level=None) for _ in range(2)]
-    writers[0].execute("PRAGMA journal_mode=WAL")
-    writers[0].execute("CREATE TABLE t (x)")
-    restarts = LogRestarts(path)
-    writers[0].execute("INSERT INTO t VALUES (1)")
-    assert restarts() == 0
-    for turn in range(4):
-        writers[0].execute("PRAGMA wal_checkpoint(PASSIVE)")
-        writers[turn % 2].execute("INSERT INTO t VALUES (2)")  # the first commit after a whole checkpoint starts the log over
-        assert restarts() == turn + 1
+    with closing(sqlite3.connect(path, isolation_level=None)) as first, \
+            closing(sqlite3.connect(path, isolation_level=None)) as second:
+        first.execute("PRAGMA journal_mode=WAL")
+        first.execute("CREATE TABLE t (x)")
+        restarts = LogRestarts(path)
+        first.execute("INSERT INTO t VALUES (1)")
+        assert restarts() == 0
+        for turn, writer in enumerate([first, second, first, second]):
+            first.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            writer.execute("INSERT INTO t VALUES (2)")  # the first commit after a whole checkpoint starts the log over
+            assert restarts() == turn + 1
     assert LogRestarts(tmp_path / "missing.sqlite3")() == 0
 
 
